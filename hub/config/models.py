@@ -1,0 +1,285 @@
+"""The pydantic models of ``config.yaml``.
+
+Connector entries are validated by the model each connector declares (see :mod:`hub.registry`); the
+core models here hold what every entry shares. Secrets are never values in the config, only references.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+if TYPE_CHECKING:
+    from hub.registry import ConnectorSpec
+
+SECRET_REF_RE = re.compile(r"^(keyring:[^/\s]+/\S+|env:[A-Za-z_][A-Za-z0-9_]*|file:\S+)$")
+DURATION_RE = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _check_secret_ref(value: str) -> str:
+    if not SECRET_REF_RE.match(value):
+        # Never echo the value: it may be a pasted secret.
+        raise ValueError(
+            "must be a secret reference (keyring:SERVICE/NAME, env:NAME or file:PATH), not the secret itself"
+        )
+    return value
+
+
+class SecretRefMarker:
+    """Marks a field as holding a secret reference, so ``hub secrets list`` and ``hub check`` can find them all."""
+
+    def __repr__(self) -> str:
+        return "SecretRefMarker()"
+
+
+SECRET_REF_MARKER = SecretRefMarker()
+
+SecretRef = Annotated[
+    str,
+    SECRET_REF_MARKER,
+    AfterValidator(_check_secret_ref),
+    Field(
+        description="A reference to a secret: keyring:SERVICE/NAME, env:NAME or file:PATH",
+        json_schema_extra={"pattern": SECRET_REF_RE.pattern},
+    ),
+]
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """Parse ``90d``, ``15m``, ``30s`` (or a number of seconds) into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    m = DURATION_RE.match(value.strip())
+    if not m:
+        raise ValueError(f"invalid duration {value!r} (use e.g. 30s, 15m, 6h, 90d, 2w)")
+    return timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in the config must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Schedule(StrictModel):
+    """When a source runs under ``hub run``: an interval or a cron expression (in the config's timezone)."""
+
+    every: str | None = Field(None, description="Interval, e.g. 15m, 1h, 1d", examples=["15m"])
+    cron: str | None = Field(None, description="Cron expression (5 fields), e.g. '0 */2 * * *'")
+    jitter: str | None = Field(None, description="Random delay added to each run, e.g. 30s")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Schedule:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("set exactly one of 'every' or 'cron'")
+        if self.every is not None:
+            parse_duration(self.every)
+        if self.jitter is not None:
+            parse_duration(self.jitter)
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError("cron needs 5 fields: minute hour day-of-month month day-of-week")
+        return self
+
+
+class ConnectionBase(StrictModel):
+    """Fields shared by every source and destination entry."""
+
+    type: str = Field(description="Connector type (csv, hubspot, shopify, mailchimp, zoho, ga4, ...)")
+    enabled: bool = Field(True, description="Disabled entries are validated but never run")
+    base_url: str | None = Field(
+        None, description="Override the vendor API base URL (a sandbox, or a proxy)", examples=["http://127.0.0.1:8101"]
+    )
+
+
+class SourceConfigBase(ConnectionBase):
+    """A source entry; connectors subclass it with their own options."""
+
+    schedule: Schedule | None = Field(None, description="When `hub run` pulls this source")
+    start_date: str | None = Field(None, description="Ignore records older than this date (ISO 8601) on first sync")
+
+
+class DestinationConfigBase(ConnectionBase):
+    """A destination entry; connectors subclass it with their own options."""
+
+    tag_prefix: str = Field("hub:", description="Namespace prefix of every tag the hub writes here")
+    segments: list[str] | dict[str, str] = Field(
+        default_factory=list,
+        description="Segments pushed here: a list of segment names, or a map segment -> tag name",
+    )
+    create_missing: bool = Field(False, description="Create contacts missing in the destination (off: skip them)")
+
+
+class StoreConfig(StrictModel):
+    url: str = Field(
+        "sqlite:///hub.db",
+        description="SQLAlchemy URL: sqlite:///PATH (relative to the config file) or postgresql+psycopg://...",
+    )
+
+
+class SegmentsConfig(StrictModel):
+    rules_dir: str = Field("segment_rules", description="Folder of segment rule YAML files")
+
+
+def extra_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """JSON Schema of a model, for ``hub config schema``."""
+    return model.model_json_schema()
+
+
+# --------------------------------------------------------------------------- the root model
+
+# Entry names end up in CLI arguments, tag namespaces, store rows and job ids: keep them boring.
+SLUG_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _check_slug(value: str) -> str:
+    if not SLUG_RE.match(value):
+        raise ValueError(
+            f"invalid name {value!r}: use lowercase letters, digits, '_' and '-', starting with a letter"
+            " (at most 63 characters)"
+        )
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_check_slug), Field(json_schema_extra={"pattern": SLUG_RE.pattern})]
+
+
+def check_timezone(value: str) -> str:
+    """``value`` if it is an IANA time zone name known to this machine; ValueError otherwise."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin or UTC)") from None
+    return value
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+class LoggingConfig(StrictModel):
+    """How ``hub`` logs. Secrets are redacted in every format."""
+
+    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)] = Field(
+        "INFO", description="Minimum level logged (the HUB_LOG_LEVEL environment variable overrides it)"
+    )
+    format: Literal["human", "json"] = Field(
+        "human", description="human: one readable line per event; json: one JSON object per line (for log shippers)"
+    )
+
+
+class HubConfig(StrictModel):
+    """The whole ``config.yaml``.
+
+    This static class types what the CLI and the daemon read. Validation always goes through
+    :func:`build_config_model`, which narrows ``sources`` and ``destinations`` to the installed connectors'
+    models. Later sections (``daemon``, ``push``) are added here as fields with defaults, so old files stay valid.
+    """
+
+    version: Literal[1] = Field(1, description="Config format version")
+    timezone: Annotated[str, AfterValidator(check_timezone)] = Field(
+        "UTC", description="IANA time zone for schedules, day boundaries and relative dates", examples=["Europe/Berlin"]
+    )
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Where the hub keeps its data")
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig, description="Segment rules")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log level and format")
+    sources: dict[Slug, SourceConfigBase] = Field(
+        default_factory=dict, description="Where contacts and activity come from, by entry name"
+    )
+    destinations: dict[Slug, DestinationConfigBase] = Field(
+        default_factory=dict, description="Where segment tags are pushed, by entry name"
+    )
+
+    @field_validator("sources", "destinations", mode="before")
+    @classmethod
+    def _empty_section(cls, value: object) -> object:
+        # `sources:` with every entry commented out is null in YAML; it means "none", not an error.
+        return {} if value is None else value
+
+
+def _entry_type(value: Any) -> Any:
+    """The ``type`` of a raw or validated entry: the tag that picks the connector's model."""
+    if isinstance(value, Mapping):
+        return value.get("type")
+    return getattr(value, "type", None)
+
+
+def _pin_type(model: type[ConnectionBase], name: str) -> type[ConnectionBase]:
+    """``model`` with ``type`` narrowed to ``Literal[name]``, so the JSON Schema tells the entries apart."""
+    annotation = model.model_fields["type"].annotation
+    if getattr(annotation, "__origin__", None) is Literal and annotation is not None and name in annotation.__args__:
+        return model
+    literal: Any = Literal[name]  # type: ignore[valid-type]
+    pinned: type[ConnectionBase] = create_model(  # type: ignore[call-overload]
+        model.__name__, __base__=model, __module__=model.__module__,
+        type=(literal, Field(description=f"Connector type: {name}")),
+    )
+    return pinned
+
+
+def _no_connector(kind: str) -> Any:
+    def reject(value: object) -> object:
+        raise ValueError(f"no connector that can be a {kind} is installed")
+
+    return Annotated[Any, BeforeValidator(reject)]
+
+
+def entry_union(models: Mapping[str, type[ConnectionBase]], kind: str) -> Any:
+    """One type for ``sources.*`` or ``destinations.*``: the connectors' models, picked by ``type``.
+
+    A callable discriminator (rather than ``Field(discriminator=...)``) works with one member as well as many,
+    and gives ``union_tag_invalid`` errors the loader turns into "unknown type ... (did you mean ...?)".
+    """
+    if not models:
+        return _no_connector(kind)
+    members = tuple(Annotated[_pin_type(m, n), Tag(n)] for n, m in sorted(models.items()))
+    return Annotated[Union[members], Discriminator(_entry_type)]  # noqa: UP007 - a runtime tuple of members
+
+
+def build_config_model(specs: Mapping[str, ConnectorSpec]) -> type[HubConfig]:
+    """The root config model for these connector specs (``hub.registry.connectors()`` in production).
+
+    Args:
+        specs: connector specs by type name.
+
+    Returns:
+        A subclass of :class:`HubConfig` whose ``sources`` and ``destinations`` validate each entry with the
+        model of the connector its ``type`` names.
+    """
+    sources = {n: s.source_config for n, s in specs.items() if s.source_config is not None}
+    destinations = {n: s.destination_config for n, s in specs.items() if s.destination_config is not None}
+    base = HubConfig.model_fields
+    # The entry types are built at run time from the installed connectors, so they are Any to mypy.
+    source_map: Any = dict[Slug, entry_union(sources, "source")]  # type: ignore[misc]
+    destination_map: Any = dict[Slug, entry_union(destinations, "destination")]  # type: ignore[misc]
+    model: type[HubConfig] = create_model(
+        "HubConfig",
+        __base__=HubConfig,
+        __module__=HubConfig.__module__,
+        __doc__=HubConfig.__doc__,
+        sources=(source_map, Field(default_factory=dict, description=base["sources"].description)),
+        destinations=(
+            destination_map,
+            Field(default_factory=dict, description=base["destinations"].description),
+        ),
+    )
+    return model
