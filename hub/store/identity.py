@@ -38,6 +38,8 @@ CONSENT_STRICTNESS: tuple[Consent, ...] = (
 _CONSENT_RANK = {c.value: i for i, c in enumerate(CONSENT_STRICTNESS)}
 # Invisible characters that survive copy-paste from spreadsheets and web forms.
 _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+# Whitespace (Unicode's, including no-break spaces) and invisible characters, trimmed together in any mix.
+_TRIM = "".join(chr(c) for c in range(0x3000 + 1) if chr(c).isspace()) + _INVISIBLE
 
 
 def normalize_email(raw: str | None) -> str | None:
@@ -48,7 +50,7 @@ def normalize_email(raw: str | None) -> str | None:
     """
     if not raw:
         return None
-    text = raw.strip().strip(_INVISIBLE).strip()
+    text = raw.strip(_TRIM)
     if text.endswith(">") and "<" in text:
         text = text[text.rindex("<") + 1 : -1].strip()
     text = text.lower()

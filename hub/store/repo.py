@@ -42,6 +42,9 @@ from hub.store import models as m
 
 logger = logging.getLogger(__name__)
 
+# Serializes identity resolution across processes on PostgreSQL: two syncs creating the same email at once
+# would otherwise each make a person. SQLite needs nothing: BEGIN IMMEDIATE already admits one writer.
+_PG_IDENTITY_LOCK = 0x4855_4222
 # Rows per IN (...) lookup: below SQLite's default variable limit (32,766) and PostgreSQL's (65,535).
 CHUNK = 5_000
 T = TypeVar("T")
@@ -353,6 +356,8 @@ class Store:
         with self._write() as conn:
             changed = self._write_raw(conn, source, source_type, prepared, now, stats)
             if changed:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_IDENTITY_LOCK})
                 _PageWriter(conn, self._insert, source, now, stats).run(changed)
             self._write_state(conn, source, stream, page.state, now)
         return stats
