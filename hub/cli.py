@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from hub.config import LoadedConfig
     from hub.registry import BuildContext
     from hub.store import Store
+    from hub.sync import SyncResult
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -37,10 +40,14 @@ sandbox_app = typer.Typer(help="Local emulators of the vendor APIs.", no_args_is
 config_app = typer.Typer(help="Config file tools.", no_args_is_help=True)
 secrets_app = typer.Typer(help="Secrets in the OS keyring (names only are ever shown).", no_args_is_help=True)
 db_app = typer.Typer(help="Store maintenance.", no_args_is_help=True)
+model_app = typer.Typer(help="The scoring models, fitted on this store's data.", no_args_is_help=True)
+suggest_app = typer.Typer(help="Suggestions for a human to review.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(config_app, name="config")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(db_app, name="db")
+app.add_typer(model_app, name="model")
+app.add_typer(suggest_app, name="suggest")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -89,8 +96,12 @@ def handle_errors(fn: F) -> F:
             raise
         except Exception as exc:
             if os.environ.get("HUB_DEBUG"):
-                raise
-            _err(f"error: unexpected {type(exc).__name__}: {exc} (set HUB_DEBUG=1 for a traceback)")
+                import traceback
+
+                # Printed here rather than re-raised, so the traceback is redacted like every other line.
+                _err("".join(traceback.format_exception(exc)).rstrip("\n"))
+            else:
+                _err(f"error: unexpected {type(exc).__name__}: {exc} (set HUB_DEBUG=1 for a traceback)")
             raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper  # type: ignore[return-value]
@@ -124,9 +135,10 @@ def _store(loaded: LoadedConfig) -> Iterator[Store]:
 
 
 def _print_json(data: Any) -> None:
-    from hub.redact import redact
+    from hub.redact import redact_data
 
-    sys.stdout.write(redact(json.dumps(data, indent=2, default=str, sort_keys=True)) + "\n")
+    # Redacted before serialising, so masking can never break the JSON (see redact_data).
+    sys.stdout.write(json.dumps(redact_data(data), indent=2, sort_keys=True) + "\n")
 
 
 # --------------------------------------------------------------------------- init / check / config
@@ -144,9 +156,14 @@ def init(
     if path.exists() and not force:
         _err(f"error: {path} exists (use --force to overwrite)")
         raise typer.Exit(EXIT_USAGE)
+    from segment_rules.configured import copy_example_rules
+
     text = files("hub.config").joinpath("example.yaml").read_text(encoding="utf-8")
     path.write_text(text, encoding="utf-8")
+    rules = copy_example_rules(path.parent / "segment_rules")
     sys.stdout.write(f"wrote {path}: edit it, then run `hub check --config {path}`\n")
+    if rules:
+        sys.stdout.write(f"wrote {len(rules)} example segment rule files to {path.parent / 'segment_rules'}\n")
 
 
 @app.command()
@@ -154,37 +171,101 @@ def init(
 def check(
     config: ConfigOpt = None,
     online: Annotated[bool, typer.Option("--online", help="Also test each connection.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Also fail on the quality warnings of the latest segment evaluation.")
+    ] = False,
 ) -> None:
-    """Validate the config (and secrets); with --online, test every connection."""
+    """Validate the config, the segment rules and every secret of the enabled entries.
+
+    With --online, also test each connection; with --strict, also fail on segment quality warnings.
+    """
     from hub.errors import ConfigError, ConfigErrors, HubError
-    from hub.sync import build_source
 
     loaded = _load(config)
     ctx = _context(loaded)
-    errors: list[ConfigError] = []
+    errors = loaded.check_secrets()
+    errors.extend(_rule_errors(loaded))
     failures = 0
-    for name, entry in loaded.model.sources.items():
-        if not entry.enabled:
-            continue
+    for kind, name in _enabled_entries(loaded):
         try:
-            source = build_source(loaded, name, ctx)
-            if online:
-                source.check()
-                sys.stdout.write(f"source {name}: ok\n")
-            source.close()
+            _check_entry(loaded, ctx, kind, name, online)
         except ConfigError as exc:
-            errors.append(ConfigError(exc.message, location=exc.location or str(loaded.path), field=f"sources.{name}"))
+            error = ConfigError(exc.message, location=exc.location or str(loaded.path),
+                                field=exc.field or f"{kind}.{name}")
+            if str(error) not in {str(e) for e in errors}:  # a secret already reported by check_secrets
+                errors.append(error)
         except HubError as exc:
             failures += 1
-            _err(f"source {name}: {exc}")
+            _err(f"{kind.rstrip('s')} {name}: {exc}")
     if errors:
         raise ConfigErrors(errors)
     model = loaded.model
     sys.stdout.write(
         f"{loaded.path}: ok ({len(model.sources)} sources, {len(model.destinations)} destinations)\n"
     )
+    if strict:
+        failures += _strict_findings(loaded)
     if failures:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _rule_errors(loaded: LoadedConfig) -> list[Any]:
+    from hub.errors import ConfigErrors
+    from segment_rules.configured import load_configured_rules, rules_folder
+
+    if not rules_folder(loaded).exists():
+        return []  # no rules yet: nothing to check (the store still syncs)
+    try:
+        load_configured_rules(loaded)
+    except ConfigErrors as exc:
+        return list(exc.errors)
+    return []
+
+
+def _strict_findings(loaded: LoadedConfig) -> int:
+    """Print the latest evaluation's quality warnings; their number."""
+    from segment_rules.report import latest_warnings
+
+    with _store(loaded) as store:
+        warnings = latest_warnings(store)
+    for line in warnings:
+        _err(f"segment quality: {line}")
+    return len(warnings)
+
+
+def _enabled_entries(loaded: LoadedConfig) -> list[tuple[str, str]]:
+    model = loaded.model
+    return [("sources", n) for n, e in model.sources.items() if e.enabled] + [
+        ("destinations", n) for n, e in model.destinations.items() if e.enabled
+    ]
+
+
+def _check_entry(loaded: LoadedConfig, ctx: BuildContext, kind: str, name: str, online: bool) -> None:
+    """Build one source or destination (which resolves its secrets); with ``online``, test its connection."""
+    from hub.registry import get_connector
+    from hub.sync import build_source
+
+    if kind == "sources":
+        source = build_source(loaded, name, ctx)
+        try:
+            if online:
+                source.check()
+                sys.stdout.write(f"source {name}: ok\n")
+        finally:
+            source.close()
+        return
+    entry = loaded.model.destinations[name]
+    spec = get_connector(entry.type)
+    if spec.build_sink is None:
+        return  # validated (and its secrets resolved); nothing to build until its connector can push
+    sink = spec.build_sink(entry, name, ctx)
+    try:
+        probe = getattr(sink, "check", None)
+        if online and callable(probe):
+            probe()
+            sys.stdout.write(f"destination {name}: ok\n")
+    finally:
+        sink.close()
 
 
 @config_app.command("schema")
@@ -205,8 +286,10 @@ def secrets_set(
     name: Annotated[str, typer.Argument(help="Secret name; reference it as keyring:audience-hub/NAME.")],
 ) -> None:
     """Store a secret in the OS keyring (prompted, not echoed)."""
-    from hub.secrets import set_secret
+    from hub.secrets import require_keyring, set_secret
 
+    # Before the prompt: without a keyring backend, asking for the value first would only waste it.
+    require_keyring()
     value = typer.prompt(f"value for {name}", hide_input=True, confirmation_prompt=True)
     set_secret(name, value)
     sys.stdout.write(f"stored {name}; reference it as keyring:audience-hub/{name}\n")
@@ -216,16 +299,23 @@ def secrets_set(
 @handle_errors
 def secrets_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List secret names (stored in the keyring, or referenced by the config) and whether each resolves."""
+    from hub.config.loader import ENV_CONFIG, default_config_path
     from hub.secrets import list_secret_names
 
-    cfg_path = config or Path(os.environ.get("HUB_CONFIG", "config.yaml"))
-    loaded = _load(cfg_path) if cfg_path.exists() else None
+    # An explicit --config or $HUB_CONFIG must exist; the implicit ./config.yaml is optional here, so that
+    # `hub secrets list` also works before there is a config.
+    explicit = config is not None or bool(os.environ.get(ENV_CONFIG))
+    cfg_path = config if config is not None else default_config_path()
+    loaded = _load(cfg_path) if explicit or cfg_path.exists() else None
     rows = list_secret_names(loaded)
     if as_json:
         _print_json(rows)
         return
+    from hub.redact import redact
+
     for row in rows:
-        sys.stdout.write(f"{row['name']}\t{row.get('status', '')}\n")
+        used = f"\t(used by {row['used_by']})" if row.get("used_by") else ""
+        sys.stdout.write(redact(f"{row['name']}\t{row.get('status', '')}{used}") + "\n")
 
 
 @secrets_app.command("delete")
@@ -269,14 +359,25 @@ def sync(
 ) -> None:
     """Pull sources into the store, with progress."""
     from hub.cli_progress import sync_with_progress
+    from hub.errors import ConfigError
 
     loaded = _load(config)
+    if source is not None and source not in loaded.model.sources:
+        known = ", ".join(sorted(loaded.model.sources)) or "none"
+        raise ConfigError(f"no source named {source!r} in the config (sources: {known})")
     names = [source] if source else [n for n, e in loaded.model.sources.items() if e.enabled]
     with _store(loaded) as store:
         results = sync_with_progress(loaded, store, _context(loaded), names, full=full, streams=stream,
                                      quiet=as_json)
     if as_json:
         _print_json([r.as_dict() for r in results])
+    _exit_for(results)
+
+
+def _exit_for(results: Sequence[SyncResult]) -> None:
+    """Exit 2 when a source had a config error, 1 when one failed, else return (exit 0)."""
+    if any(r.status == "config_error" for r in results):
+        raise typer.Exit(EXIT_USAGE)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(EXIT_FAILED)
 
@@ -309,13 +410,157 @@ def explain(
     loaded = _load(config)
     with _store(loaded) as store:
         found = store.explain_person(who)
-    if found is None:
-        _err(f"no person matches {who!r}")
-        raise typer.Exit(EXIT_FAILED)
+        if found is None:
+            _err(f"no person matches {who!r}")
+            raise typer.Exit(EXIT_FAILED)
+        segments = _explain_segments(loaded, store, found.person_id)
     if as_json:
-        _print_json(found.as_dict())
+        _print_json({**found.as_dict(), "segments": [s.as_dict() for s in segments]})
         return
-    render_explanation(found)
+    render_explanation(found, segments)
+
+
+def _explain_segments(loaded: LoadedConfig, store: Store, person_id: int) -> list[Any]:
+    from segment_rules.configured import load_configured_rules, rules_folder
+    from segment_rules.explain import explain_segments
+    from segment_rules.report import last_as_of
+
+    as_of = last_as_of(store)
+    if as_of is None or not rules_folder(loaded).exists():
+        return []  # never evaluated: there is nothing to explain yet
+    return explain_segments(store, load_configured_rules(loaded), person_id, as_of)
+
+
+# --------------------------------------------------------------------------- segments and models
+
+
+AsOfOpt = Annotated[
+    str | None, typer.Option("--as-of", help="Evaluate at this ISO date or time (default: now).", show_default=False)
+]
+
+
+def _as_of(value: str | None) -> Any:
+    from hub.errors import ConfigError
+    from segment_rules.language import parse_when
+
+    if value is None:
+        from hub.store.models import utcnow
+
+        return utcnow()
+    try:
+        return parse_when(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="--as-of") from None
+
+
+@app.command()
+@handle_errors
+def segment(
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    as_of: AsOfOpt = None,
+    changed: Annotated[
+        bool, typer.Option("--changed", help="Only re-evaluate the people whose data changed since the last run.")
+    ] = False,
+) -> None:
+    """Compute features, scores and segments; show sizes, changes since the last run and quality warnings."""
+    from hub.cli_progress import render_segments
+    from segment_rules.configured import load_configured_rules, quality_settings, scoring_settings
+    from segment_rules.engine import evaluate
+    from segment_rules.report import changed_since_last_run
+
+    loaded = _load(config)
+    rules = load_configured_rules(loaded)
+    when = _as_of(as_of)
+    with _store(loaded) as store:
+        people = changed_since_last_run(store) if changed else None
+        result = evaluate(store, rules, as_of=when, settings=scoring_settings(loaded),
+                          quality=quality_settings(loaded), person_ids=people)
+    if as_json:
+        _print_json(result.as_dict())
+        return
+    render_segments(result)
+
+
+@model_app.command("clv")
+@handle_errors
+def model_clv(
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    as_of: AsOfOpt = None,
+    holdout_days: Annotated[int, typer.Option(help="Days held out to check the forecast against.")] = 180,
+) -> None:
+    """Fit BG/NBD x Gamma-Gamma on this store and check the forecast on a holdout period."""
+    from hub.errors import HubError
+    from segment_rules.btyd import ConvergenceError
+    from segment_rules.scoring import clv_backtest
+
+    loaded = _load(config)
+    when = _as_of(as_of)
+    with _store(loaded) as store, store.engine.connect() as conn:
+        try:
+            report = clv_backtest(conn, when, holdout_days)
+        except (ValueError, ConvergenceError) as exc:
+            raise HubError(f"cannot fit the CLV models on this store: {exc}") from None
+    if as_json:
+        _print_json(report)
+        return
+    from hub.cli_progress import render_clv
+
+    render_clv(report)
+
+
+@model_app.command("churn")
+@handle_errors
+def model_churn(
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+    as_of: AsOfOpt = None,
+) -> None:
+    """Train the churn model on past cutoffs and compare it out of time with its baselines."""
+    from segment_rules.churn import ChurnSettings, fit_churn
+    from segment_rules.configured import scoring_settings
+
+    loaded = _load(config)
+    when = _as_of(as_of)
+    horizon = scoring_settings(loaded).churn_horizon_days
+    with _store(loaded) as store, store.engine.connect() as conn:
+        report = fit_churn(conn, when, ChurnSettings(horizon_days=horizon)).as_dict()
+    if as_json:
+        _print_json(report)
+        return
+    from hub.cli_progress import render_churn
+
+    render_churn(report)
+
+
+@suggest_app.command("segments")
+@handle_errors
+def suggest_segments(
+    config: ConfigOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for the candidate rule files.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace earlier suggestions.")] = False,
+    as_of: AsOfOpt = None,
+) -> None:
+    """Cluster the customers and write candidate rule files for a human to review (nothing is pushed)."""
+    from hub.errors import ConfigError, HubError
+    from segment_rules.report import suggest
+
+    loaded = _load(config)
+    folder = out or loaded.base_dir / "segment_suggestions"
+    with _store(loaded) as store:
+        try:
+            written, profiles = suggest(store, _as_of(as_of), folder, overwrite=overwrite)
+        except FileExistsError as exc:
+            raise ConfigError(f"{exc} (pass --overwrite to replace earlier suggestions)") from None
+        except ValueError as exc:
+            raise HubError(f"no cluster suggestion for this store: {exc}") from None
+    for line in profiles:
+        sys.stdout.write(line + "\n")
+    sys.stdout.write(
+        f"wrote {len(written)} candidate rule files to {folder}: review them, then move the ones you adopt into "
+        "the rules folder\n"
+    )
 
 
 # --------------------------------------------------------------------------- sandbox / demo
@@ -357,8 +602,10 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic business.")] = 42,
 ) -> None:
     """Load a seeded synthetic business into a fresh store and show what the hub made of it."""
-    from hub.cli_progress import render_demo_next_steps, render_summary, sync_with_progress
+    from hub.cli_progress import render_demo_next_steps, render_segments, render_summary, sync_with_progress
     from hub.demo import prepare_demo
+    from segment_rules.configured import load_configured_rules, quality_settings, scoring_settings
+    from segment_rules.engine import evaluate
 
     workspace = prepare_demo(directory, contacts=contacts, seed=seed)
     loaded = _load(workspace.config)
@@ -366,10 +613,12 @@ def demo(
     with _store(loaded) as store:
         results = sync_with_progress(loaded, store, _context(loaded), names)
         summary = store.summary()
+        evaluation = evaluate(store, load_configured_rules(loaded), as_of=workspace.as_of,
+                              settings=scoring_settings(loaded), quality=quality_settings(loaded))
     render_summary(summary)
+    render_segments(evaluation)
     render_demo_next_steps(workspace.config, summary)
-    if any(r.status == "failed" for r in results):
-        raise typer.Exit(EXIT_FAILED)
+    _exit_for(results)
 
 
 def main() -> None:

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hub.errors import ConfigError, HubError
+from hub.redact import redact
 from hub.sync import SyncResult, build_source, sync_source
 
 if TYPE_CHECKING:
@@ -36,9 +38,15 @@ def sync_with_progress(
 ) -> list[SyncResult]:
     """Sync each named source in turn, showing one progress line per stream.
 
-    A ConfigError in one source is re-raised (exit 2); another failure is reported and the next source runs.
+    A failing source (a ConfigError such as revoked credentials, or a run failure) is reported on one line and
+    the next source runs; its result says how it ended (``config_error`` or ``failed``).
     """
     console = console or Console(stderr=True)
+    unknown = [n for n in names if n not in loaded.model.sources]
+    if unknown:
+        # Before the progress display starts, so the error is the only thing printed.
+        known = ", ".join(sorted(loaded.model.sources)) or "none"
+        raise ConfigError(f"no source named {unknown[0]!r} in the config (sources: {known})")
     results: list[SyncResult] = []
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
@@ -59,7 +67,10 @@ def _sync_one(
     progress: Progress,
     console: Console,
 ) -> SyncResult:
-    source = build_source(loaded, name, ctx)
+    try:
+        source = build_source(loaded, name, ctx)
+    except ConfigError as exc:
+        return _failed(console, name, "config_error", exc)
     tasks: dict[str, Any] = {}
     totals: dict[str, list[int]] = {}
 
@@ -75,18 +86,27 @@ def _sync_one(
     try:
         result = sync_source(store, source, loaded.model.sources[name].type, streams=streams, full=full,
                              progress=on_page)
-    except ConfigError:
-        raise
+    except ConfigError as exc:
+        # Bad credentials or scope stop this source only; the others still run.
+        return _failed(console, name, "config_error", exc)
     except HubError as exc:
-        console.print(f"[red]{name}: failed:[/red] {exc}")
-        return SyncResult(source=name, status="failed", error=str(exc))
+        return _failed(console, name, "failed", exc)
     finally:
         source.close()
     for task in tasks.values():
         progress.update(task, total=1, completed=1)
     for message in result.errors[:10]:
-        console.print(f"[yellow]skipped[/yellow] {message}")
+        console.print(f"[yellow]skipped[/yellow] {escape(redact(message))}", soft_wrap=True)
     return result
+
+
+def _failed(console: Console, name: str, status: str, exc: HubError) -> SyncResult:
+    # Connector text is redacted (it may quote a URL or a vendor's echo of a key) and escaped (a `[...]` in it
+    # is not rich markup); one line, to grep.
+    error = redact(str(exc))
+    label = "config error" if status == "config_error" else "failed"
+    console.print(f"[red]{escape(name)}: {label}:[/red] {escape(error)}", soft_wrap=True)
+    return SyncResult(source=name, status=status, error=error)
 
 
 def render_summary(summary: Any, console: Console | None = None) -> None:
@@ -102,7 +122,7 @@ def render_summary(summary: Any, console: Console | None = None) -> None:
         table.add_column("what")
         table.add_column("count", justify="right")
         for k, v in sorted(rows.items()):
-            table.add_row(str(k), f"{v:,}" if isinstance(v, int) else str(v))
+            table.add_row(escape(str(k)), f"{v:,}" if isinstance(v, int) else escape(str(v)))
         console.print(table)
     runs = data.get("last_runs") or []
     if runs:
@@ -110,8 +130,8 @@ def render_summary(summary: Any, console: Console | None = None) -> None:
         for col in ("kind", "target", "status", "started_at", "finished_at", "error"):
             table.add_column(col)
         for run in runs:
-            table.add_row(*(str(run.get(c) or "") for c in ("kind", "target", "status", "started_at",
-                                                              "finished_at", "error")))
+            table.add_row(*(escape(str(run.get(c) or "")) for c in ("kind", "target", "status", "started_at",
+                                                                      "finished_at", "error")))
         console.print(table)
 
 
@@ -126,8 +146,84 @@ def render_demo_next_steps(config: Path, summary: Any, console: Console | None =
     )
 
 
-def render_explanation(found: Any, console: Console | None = None) -> None:
-    """Print how a person was assembled from sources."""
+def render_explanation(found: Any, segments: Sequence[Any] = (), console: Console | None = None) -> None:
+    """Print how a person was assembled from sources, then every segment's rule with the person's values."""
+    from rich.tree import Tree
+
     console = console or Console()
     data = found.as_dict()
     console.print_json(data=data)
+    if not segments:
+        return
+    console.print("\n[bold]Segments[/bold] (as of the last evaluation)")
+    for seg in segments:
+        mark = "[green]member[/green]" if seg.member else "[dim]not a member[/dim]"
+        extra = " (held out: never pushed)" if seg.held_out else ""
+        group = f" [dim]group {escape(seg.group)}[/dim]" if seg.group else ""
+        tree = Tree(f"{escape(seg.segment)}: {mark}{extra}{group}")
+        _add_nodes(tree, seg.rule)
+        console.print(tree)
+
+
+def _add_nodes(tree: Any, node: Any) -> None:
+    sign = "[green]yes[/green]" if node.holds else "[red]no[/red]"
+    value = f" [dim](value: {escape(str(node.value))})[/dim]" if node.value is not None else ""
+    branch = tree.add(f"{sign} {escape(node.text)}{value}")
+    for child in node.children:
+        _add_nodes(branch, child)
+
+
+def render_segments(result: Any, console: Console | None = None) -> None:
+    """Print segment sizes, changes since the last run and quality warnings."""
+    console = console or Console()
+    table = Table(title=f"Segments at {result.as_of:%Y-%m-%d %H:%M} ({result.people:,} people in scope)",
+                  title_justify="left")
+    for col, justify in (("segment", "left"), ("size", "right"), ("entered", "right"), ("left", "right"),
+                         ("held out", "right"), ("warnings", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for c in result.segments:
+        table.add_row(escape(c.segment), f"{c.size:,}", f"+{c.entered:,}", f"-{c.exited:,}", f"{c.held_out:,}",
+                      escape("; ".join(c.warnings)))
+    console.print(table)
+    for line in result.warnings:
+        console.print(f"[yellow]warning[/yellow] {escape(line)}", soft_wrap=True)
+
+
+def render_clv(report: dict[str, Any], console: Console | None = None) -> None:
+    """Print the CLV models' parameters and their holdout check."""
+    console = console or Console()
+    bg, gg = report["bgnbd"], report["gamma_gamma"]
+    params = ", ".join(f"{k}={v:.4g}" for k, v in bg["params"].items())
+    console.print(f"BG/NBD ({report['customers']:,} customers to {report['calibration_end'][:10]}): {params}, "
+                  f"log-likelihood {bg['log_likelihood']:.1f}")
+    console.print("Gamma-Gamma: " + ", ".join(f"{k}={v:.4g}" for k, v in gg["params"].items()))
+    table = Table(title=f"Holdout {report['calibration_end'][:10]} to {report['holdout_end'][:10]}",
+                  title_justify="left")
+    for col in ("", "predicted", "actual", "MAE per customer", "Spearman"):
+        table.add_column(col, justify="right")
+    for name in ("repeat_purchases", "spend"):
+        row = report[name]
+        rho = "n/a" if row["spearman"] is None else f"{row['spearman']:.3f}"
+        table.add_row(name.replace("_", " "), f"{row['predicted']:,.1f}", f"{row['actual']:,.1f}",
+                      f"{row['mae_per_customer']:.3f}", rho)
+    console.print(table)
+
+
+def render_churn(report: dict[str, Any], console: Console | None = None) -> None:
+    """Print the churn check: definition, out-of-time metrics of the model and its baselines, the choice."""
+    console = console or Console()
+    console.print(f"[bold]Churn:[/bold] {escape(report['definition']['text'])}")
+    sizes = report["sizes"]
+    console.print(f"train: {sizes['train']['customers']:,} customer-cutoffs, test: {sizes['test']['customers']:,} "
+                  "customers")
+    table = Table(title="Out-of-time check", title_justify="left")
+    for col in ("scorer", "ROC-AUC", "PR-AUC", "Brier", "top-decile lift"):
+        table.add_column(col, justify="right" if col != "scorer" else "left")
+    for name, metrics in report["metrics"].items():
+        if metrics is None:
+            table.add_row(escape(name), "n/a", "n/a", "n/a", "n/a")
+            continue
+        cells = [metrics.get(k) for k in ("roc_auc", "pr_auc", "brier", "top_decile_lift")]
+        table.add_row(escape(name), *("n/a" if v is None else f"{v:.3f}" for v in cells))
+    console.print(table)
+    console.print(f"chosen: [bold]{escape(str(report['chosen']))}[/bold]: {escape(str(report['reason']))}")

@@ -42,6 +42,27 @@ class PersonData:
     links: Mapping[str, str] = field(default_factory=dict)
 
 
+class ActivityType(StrEnum):
+    """The activity types the segmentation core knows; connectors may emit others (rules can still use them)."""
+
+    ORDER = "order"
+    EMAIL_OPEN = "email_open"
+    EMAIL_CLICK = "email_click"
+    EMAIL_BOUNCE = "email_bounce"
+    EMAIL_UNSUBSCRIBE = "email_unsubscribe"
+    SESSION = "session"
+    PAGE_VIEW = "page_view"
+    DEAL_WON = "deal_won"
+
+
+# Order attributes every connector sets (booleans), so revenue features leave such orders out whatever the
+# vendor's wording of the status.
+ORDER_CANCELLED = "cancelled"
+ORDER_REFUNDED = "refunded"
+# A session's page count, when the source knows it.
+SESSION_PAGE_VIEWS = "page_views"
+
+
 @dataclass(frozen=True, slots=True)
 class ActivityData:
     """Something a person did: an order, an email open, a web session, a won deal.

@@ -9,13 +9,16 @@ re-writes identical exports, which the incremental sync recognises by content ha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from hub.sandbox.business import Business
+from segment_rules.configured import copy_example_rules
 
 DEMO_CONFIG = """\
 # Written by `hub demo`: a CSV source reading the exports of the seeded synthetic business.
-# Explore with `hub status --config {config}` and `hub explain EMAIL --config {config}`.
+# Explore with `hub status --config {config}`, `hub segment --config {config}` and
+# `hub explain EMAIL --config {config}`. The segment rules are the files in segment_rules/.
 version: 1
 timezone: Europe/Berlin
 store:
@@ -53,6 +56,11 @@ class DemoWorkspace:
     exports: dict[str, Path]
     business: Business
 
+    @property
+    def as_of(self) -> datetime:
+        """The business's "today": segments are evaluated at it, so the demo's windows hold data."""
+        return self.business.as_of
+
 
 def prepare_demo(directory: Path, *, contacts: int = 2000, seed: int = 42) -> DemoWorkspace:
     """Write the exports and config of a demo workspace into ``directory`` (created if missing).
@@ -68,6 +76,7 @@ def prepare_demo(directory: Path, *, contacts: int = 2000, seed: int = 42) -> De
     directory.mkdir(parents=True, exist_ok=True)
     business = Business.generate(contacts, seed)
     exports = business.write_csv_exports(directory / "exports")
+    copy_example_rules(directory / "segment_rules")
     config = directory / "config.yaml"
     config.write_text(DEMO_CONFIG.format(config=config), encoding="utf-8")
     return DemoWorkspace(directory=directory, config=config, exports=exports, business=business)

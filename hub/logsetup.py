@@ -1,7 +1,12 @@
 """Logging for the CLI and the daemon: human lines or JSON lines, with every secret redacted.
 
-The :class:`RedactingFilter` sits on the handler, not on a logger, because a handler filter also sees records
-propagated from child loggers (``hub.*``, ``connectors.*``, ``httpx``); a logger filter would not.
+Redaction happens in three places, so that no one of them is a single point of failure:
+
+- :func:`install_record_redaction` wraps the log record factory, so every record is masked as it is created
+  and *any* handler (journald, a log shipper, a test's capture) only ever sees masked text;
+- the :class:`RedactingFilter` sits on the hub's handler, not on a logger, because a handler filter also sees
+  records propagated from child loggers (``hub.*``, ``connectors.*``, ``httpx``); a logger filter would not;
+- the formatters redact the finished line once more (JSON extras bypass the other two).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
 from hub.errors import ConfigError
-from hub.redact import redact
+from hub.redact import redact, redact_data
 
 LogFormat = Literal["human", "json"]
 HUMAN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -21,6 +26,45 @@ HUMAN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # Attributes every LogRecord has; anything else on a record came from `extra=` and goes into JSON output.
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 _HANDLER_MARK = "_audience_hub_handler"
+_FACTORY_MARK = "_audience_hub_redacting_factory"
+# Libraries whose INFO lines are noise next to the hub's own (httpx repeats the client's request line; alembic
+# announces its plugins on every start); they log at WARNING and above unless the level is DEBUG.
+CHATTY_LOGGERS = ("alembic", "httpx", "httpcore")
+
+
+def redact_record(record: logging.LogRecord) -> None:
+    """Mask secrets in ``record`` in place: the message (formatted with its args), traceback and stack info.
+
+    A message whose args do not fit its format string is kept as text (masked) instead of raising, so a bad
+    log call never takes a sync down and never prints its raw arguments in a "Logging error" report.
+    """
+    try:
+        message = record.getMessage()
+    except Exception:
+        message = f"{record.msg!s} (log arguments not matching the format: {record.args!r})"
+    record.msg = redact(message)
+    record.args = None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+
+
+def install_record_redaction() -> None:
+    """Redact every log record as it is created, whichever handler later receives it (idempotent)."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, _FACTORY_MARK, False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        redact_record(record)
+        return record
+
+    setattr(factory, _FACTORY_MARK, True)
+    logging.setLogRecordFactory(factory)
 
 
 class RedactingFilter(logging.Filter):
@@ -32,14 +76,7 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact the record in place; never drops it."""
-        record.msg = redact(record.getMessage())
-        record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info)
+        redact_record(record)
         return True
 
 
@@ -74,8 +111,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_") and key not in data:
                 data[key] = value
-        # Extras bypass the filter (it only sees msg/args/exc), so the whole line is redacted again.
-        return redact(json.dumps(data, default=str, ensure_ascii=False))
+        # Extras bypass the filter (it only sees msg/args/exc), so every value is redacted again, before
+        # serialising: masking the serialised line could break its JSON.
+        return json.dumps(redact_data(data), ensure_ascii=False)
 
 
 def _level(level: str | int) -> int:
@@ -91,6 +129,9 @@ def setup_logging(
     level: str | int = "INFO", fmt: LogFormat | str = "human", stream: IO[str] | None = None
 ) -> logging.Handler:
     """Send every log record to ``stream`` (default: stderr) in the chosen format, redacted.
+
+    Also installs :func:`install_record_redaction`, so other handlers receive masked records too, and keeps
+    :data:`CHATTY_LOGGERS` at WARNING unless ``level`` is DEBUG.
 
     Idempotent: a second call replaces the handler the first one installed, so nothing is logged twice.
 
@@ -108,6 +149,7 @@ def setup_logging(
     if fmt not in ("human", "json"):
         raise ConfigError(f"invalid log format {fmt!r} (use human or json)")
     threshold = _level(level)
+    install_record_redaction()
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
     handler.addFilter(RedactingFilter())
@@ -117,4 +159,6 @@ def setup_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(threshold)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if threshold > logging.DEBUG else logging.NOTSET)
     return handler

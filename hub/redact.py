@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
@@ -28,12 +29,16 @@ _MIN_SECRET_LEN = 4
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
+# A value ends before punctuation that closes the sentence around it ("...?api_key=abc: HTTP 404", "(see URL)"),
+# and an already masked value is taken as just the mask, so redacting twice gives what redacting once does.
+_TRAILING = r"[:;,.)\]}]*"
 _HEADER_RE = re.compile(
     r"(?i)\b(authorization|proxy-authorization|x-api-key|x-shopify-access-token)(['\"]?\s*[:=]\s*['\"]?)"
-    r"(bearer\s+|basic\s+|zoho-oauthtoken\s+)?([^\s'\",}]+)"
+    r"(bearer\s+|basic\s+|zoho-oauthtoken\s+)?(\*\*\*|[^\s'\",}]+?)(?=" + _TRAILING + r"(?:[\s'\",}]|$))"
 )
 _PARAM_RE = re.compile(
-    r"(?i)([?&](?:" + "|".join(sorted(SENSITIVE_PARAMS)) + r")=)([^&\s'\"#]+)"
+    r"(?i)([?&](?:" + "|".join(sorted(SENSITIVE_PARAMS)) + r")=)(\*\*\*|[^&\s'\"#]+?)(?="
+    + _TRAILING + r"(?:[&\s'\"#]|$))"
 )
 
 
@@ -66,6 +71,25 @@ def redact(text: str) -> str:
         text = pattern.sub(MASK, text)
     text = _HEADER_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{MASK}", text)
     return _PARAM_RE.sub(lambda m: f"{m.group(1)}{MASK}", text)
+
+
+def redact_data(value: Any) -> Any:
+    """A copy of JSON-like ``value`` with every string in it (mapping keys too) passed through :func:`redact`.
+
+    Redact data *before* serialising it: masking serialised JSON text can eat the backslash of an escaped quote
+    (``?api_key=abc\\"``) and break the document, and a secret holding a quote or a non-ASCII character is
+    spelled differently once escaped. Numbers, booleans and None stay as they are; any other object becomes
+    its redacted ``str()``.
+    """
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {(redact(k) if isinstance(k, str) else k): redact_data(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_data(v) for v in value]
+    return redact(str(value))
 
 
 def sanitize_url(url: str) -> str:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 from pydantic import SecretStr
 
@@ -26,6 +26,7 @@ DEFAULT_SERVICE = "audience-hub"
 # keyring has no way to list entries, so the names stored through `hub secrets set` are kept in this entry.
 INDEX_NAME = "__names__"
 CREDENTIALS_ENV = "CREDENTIALS_DIRECTORY"  # set by systemd for units with LoadCredential=
+BACKEND_ENV = "PYTHON_KEYRING_BACKEND"  # keyring's own setting: which backend class to use
 
 NO_KEYRING_MESSAGE = (
     "no OS keyring is available here (usual on a headless server); reference the secret another way: "
@@ -153,12 +154,40 @@ def _keyring_failed(exc: Exception, what: str) -> NoReturn:
     raise ConfigError(f"keyring error while {what}: {type(exc).__name__}: {exc}") from None
 
 
-def _from_keyring(service: str, name: str) -> str:
+def _backend() -> Any:
+    """The configured keyring backend; ConfigError when it cannot be loaded (e.g. a bad PYTHON_KEYRING_BACKEND)."""
     import keyring
-    from keyring.errors import KeyringError
 
     try:
-        value = keyring.get_password(service, name)
+        return keyring.get_keyring()
+    except Exception as exc:
+        named = os.environ.get(BACKEND_ENV)
+        what = f"the keyring backend {BACKEND_ENV}={named}" if named else "the keyring backend"
+        raise ConfigError(f"cannot load {what}: {type(exc).__name__}: {exc}") from None
+
+
+def require_keyring(service: str = DEFAULT_SERVICE) -> None:
+    """Check that a keyring backend answers, before asking the user for a value to store in it.
+
+    Raises:
+        ConfigError: no keyring backend is available (the one-line message names the alternatives), or the
+            backend fails.
+    """
+    from keyring.errors import KeyringError
+
+    backend = _backend()
+    try:
+        backend.get_password(service, INDEX_NAME)
+    except KeyringError as exc:
+        _keyring_failed(exc, "opening the keyring")
+
+
+def _from_keyring(service: str, name: str) -> str:
+    from keyring.errors import KeyringError
+
+    backend = _backend()
+    try:
+        value = backend.get_password(service, name)
     except KeyringError as exc:
         _keyring_failed(exc, f"reading keyring:{service}/{name}")
     if not value:
@@ -176,9 +205,7 @@ def _check_name(name: str) -> None:
 
 
 def _read_index(service: str) -> list[str]:
-    import keyring
-
-    raw = keyring.get_password(service, INDEX_NAME)
+    raw = _backend().get_password(service, INDEX_NAME)
     if not raw:
         return []
     try:
@@ -191,9 +218,7 @@ def _read_index(service: str) -> list[str]:
 
 
 def _write_index(service: str, names: list[str]) -> None:
-    import keyring
-
-    keyring.set_password(service, INDEX_NAME, json.dumps(sorted(set(names))))
+    _backend().set_password(service, INDEX_NAME, json.dumps(sorted(set(names))))
 
 
 def set_secret(name: str, value: str, service: str = DEFAULT_SERVICE) -> None:
@@ -202,15 +227,15 @@ def set_secret(name: str, value: str, service: str = DEFAULT_SERVICE) -> None:
     Raises:
         ConfigError: the name is invalid, the value empty, or no keyring backend is available.
     """
-    import keyring
     from keyring.errors import KeyringError
 
     _check_name(name)
     if not value:
         raise ConfigError(f"refusing to store an empty value for {name!r}")
     register_secret(value)
+    backend = _backend()
     try:
-        keyring.set_password(service, name, value)
+        backend.set_password(service, name, value)
         _write_index(service, [*_read_index(service), name])
     except KeyringError as exc:
         _keyring_failed(exc, f"storing {name!r}")
@@ -222,13 +247,13 @@ def delete_secret(name: str, service: str = DEFAULT_SERVICE) -> None:
     Raises:
         ConfigError: there is no such secret, or no keyring backend is available.
     """
-    import keyring
     from keyring.errors import KeyringError, PasswordDeleteError
 
     _check_name(name)
+    backend = _backend()
     try:
         try:
-            keyring.delete_password(service, name)
+            backend.delete_password(service, name)
         except PasswordDeleteError:
             raise ConfigError(f"no secret {name!r} in keyring service {service!r}") from None
         finally:
@@ -264,6 +289,10 @@ def list_secret_names(
         if config is None:
             _keyring_failed(exc, "listing secrets")
         stored = []
+    except ConfigError:
+        if config is None:
+            raise
+        stored = []  # the config's references are still listed, each with why it does not resolve
     refs: dict[str, list[str]] = {f"keyring:{service}/{n}": [] for n in stored}
     for ref, uses in (config.secret_refs.items() if config is not None else ()):
         refs.setdefault(ref, []).extend(field for _, field in uses)

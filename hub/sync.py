@@ -163,7 +163,7 @@ def _sync_stream(
         out.counts["records"] += len(page.records)
         out.counts["skipped"] += page.skipped
         out.counts.update(_stat_counts(stats))
-        for message in page.errors:
+        for message in map(redact, page.errors):  # a bad row may quote a credential pasted into a file
             if len(result.errors) < MAX_ERROR_SAMPLES:
                 result.errors.append(message)
             logger.warning("%s/%s: skipped: %s", source.name, stream.name, message)

@@ -104,6 +104,53 @@ class _Tree:
     errors: list[tuple[Path_, LineCol, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class YamlDocument:
+    """A YAML file read as plain data, with the position of every key and value (for ``file:line:col``).
+
+    Rule files and the config share this reader: the same YAML errors, ``${VAR}`` interpolation and positions.
+    """
+
+    filename: str
+    data: Any
+    _tree: _Tree
+
+    @property
+    def interpolation_errors(self) -> list[ConfigError]:
+        """``${VAR}`` references that could not be substituted, one error each."""
+        return [
+            ConfigError(message, location=_loc(self.filename, pos), field=_dotted(path) or None)
+            for path, pos, message in self._tree.errors
+        ]
+
+    def locate(self, path: Sequence[str | int], *, key: bool = False) -> str:
+        """``file:line:col`` of the value at ``path``: a mapping or list by its key, a scalar by its value.
+
+        With ``key``, always the key (or list dash). A path that does not exist (a missing field) points at
+        its nearest existing parent's key.
+        """
+        nodes = self._tree.nodes
+        here = tuple(path)
+        while here not in nodes and here:
+            here = here[:-1]
+        node = nodes.get(here)
+        if node is None:
+            return _loc(self.filename, (0, 0))
+        exact = here == tuple(path)
+        return _loc(self.filename, node.value if exact and not node.collection and not key else node.key)
+
+
+def read_yaml(text: str, filename: str, environ: Mapping[str, str] | None = None) -> YamlDocument:
+    """Parse ``text`` as the YAML file ``filename``, interpolating ``${VAR}`` from ``environ``.
+
+    Raises:
+        ConfigErrors: the text is not valid YAML (one line, with the position).
+    """
+    raw = _parse_yaml(text, filename)
+    tree = _build_tree({} if raw is None else raw, os.environ if environ is None else environ)
+    return YamlDocument(filename, tree.data, tree)
+
+
 def _parse_yaml(text: str, filename: str) -> Any:
     from ruamel.yaml import YAML
     from ruamel.yaml.constructor import DuplicateKeyError
@@ -435,18 +482,42 @@ class LoadedConfig:
             uses = self.secret_refs.get(ref)
             if not uses or exc.location:
                 raise
-            location, field_path = uses[0]
+            # Point at an entry that runs: a disabled one sharing the reference is not what needs fixing.
+            location, field_path = next((u for u in uses if self._enabled_field(u[1])), uses[0])
             raise ConfigError(exc.message, location=location, field=field_path) from None
 
-    def check_secrets(self) -> list[ConfigError]:
-        """Resolve every referenced secret; one ConfigError per reference that does not resolve."""
+    def check_secrets(self, *, include_disabled: bool = False) -> list[ConfigError]:
+        """Resolve every referenced secret; one ConfigError per reference that does not resolve.
+
+        Args:
+            include_disabled: also resolve references used only by entries with ``enabled: false`` (they never
+                run, so by default their secrets need not exist yet).
+
+        Returns:
+            The errors, each at the first (enabled) use of its reference.
+        """
+        from hub.secrets import resolve_secret
+
         errors: list[ConfigError] = []
-        for ref in self.secret_refs:
+        for ref, all_uses in self.secret_refs.items():
+            uses = all_uses if include_disabled else tuple(u for u in all_uses if self._enabled_field(u[1]))
+            if not uses:
+                continue
             try:
-                self.resolve_secret(ref)
+                resolve_secret(ref, base_dir=self.base_dir)
             except ConfigError as exc:
-                errors.append(exc)
+                location, field_path = uses[0]
+                errors.append(ConfigError(exc.message, location=exc.location or location, field=field_path))
         return errors
+
+    def _enabled_field(self, field_path: str) -> bool:
+        """False when ``field_path`` (``sources.NAME.token``) lies in a source or destination that is disabled."""
+        section, _, rest = field_path.partition(".")
+        if section not in ("sources", "destinations"):
+            return True
+        entries: Mapping[str, Any] = getattr(self.model, section)
+        entry = entries.get(rest.split(".", 1)[0].split("[", 1)[0])
+        return entry is None or bool(getattr(entry, "enabled", True))
 
 
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:

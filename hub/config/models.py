@@ -135,8 +135,41 @@ class StoreConfig(StrictModel):
     )
 
 
+class ScoringConfig(StrictModel):
+    """How RFM, CLV and churn scores are computed."""
+
+    clv_horizon_months: int = Field(12, ge=1, le=120, description="Months of future spend counted in `clv`")
+    clv_monthly_discount: float = Field(0.01, ge=0, le=0.5, description="Discount rate per month of future spend")
+    lifespan_years: float = Field(3.0, gt=0, le=50, description="Expected customer lifespan of `clv_simple`")
+    churn_horizon_days: int = Field(90, ge=7, le=730, description="Churn means no order within this many days")
+    min_repeat_buyers: int = Field(
+        20, ge=1, description="Fewer repeat buyers than this leave CLV and churn scores empty (too little data)"
+    )
+    rfm_policy: Literal["auto", "quantile", "fixed"] = Field(
+        "auto", description="RFM bins: quintiles with a fixed-bin fallback on ties (auto), always one of them"
+    )
+    rfm_min_customers: int = Field(50, ge=1, description="Below this many customers RFM uses fixed bins")
+
+
+class QualityConfig(StrictModel):
+    """Thresholds of the checks run on every segment evaluation (`hub check --strict` fails on findings)."""
+
+    min_size: int = Field(20, ge=0, description="A segment with fewer members is flagged too small")
+    min_share: float = Field(0.01, ge=0, le=1, description="Nor with a smaller share of the people in scope")
+    max_segments: int = Field(30, ge=1, description="More active segments than this is flagged")
+    max_overlap: float = Field(0.8, ge=0, le=1, description="Jaccard similarity above this flags near-duplicates")
+    max_churn: float = Field(0.5, ge=0, description="Entries + exits above this share of the size flag instability")
+
+
 class SegmentsConfig(StrictModel):
-    rules_dir: str = Field("segment_rules", description="Folder of segment rule YAML files")
+    rules_dir: str = Field("segment_rules", description="Folder of segment rule YAML files, relative to this file")
+    protected_attributes: list[str] | None = Field(
+        None,
+        description="Attributes rules may not use without an allow_protected reason (default: a built-in list of"
+        " special-category and discrimination-prone attributes such as gender, age, ethnicity, religion, health)",
+    )
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig, description="RFM, CLV and churn settings")
+    quality: QualityConfig = Field(default_factory=QualityConfig, description="Segment quality checks")
 
 
 def extra_json_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def config_json_schema(specs: Mapping[str, ConnectorSpec] | None = None) -> dict
         A JSON Schema (draft 2020-12) document.
     """
     from hub.config.loader import EXTENSION_PREFIX
-    from hub.config.models import build_config_model
+    from hub.config.models import SLUG_RE, build_config_model
     from hub.registry import connectors
 
     model = build_config_model(connectors() if specs is None else specs)
@@ -34,4 +34,11 @@ def config_json_schema(specs: Mapping[str, ConnectorSpec] | None = None) -> dict
     body.pop("title", None)
     # Top-level `x-...` keys hold YAML anchors and are ignored by the loader.
     body["patternProperties"] = {f"^{EXTENSION_PREFIX}": {}}
+    for section in ("sources", "destinations"):
+        prop = body.get("properties", {}).get(section)
+        if isinstance(prop, dict) and prop.get("type") == "object":
+            # A section with every entry commented out is null in YAML, which the loader reads as "none";
+            # entry names must be slugs (patternProperties alone would let any other name through).
+            prop["type"] = ["object", "null"]
+            prop["propertyNames"] = {"pattern": SLUG_RE.pattern}
     return {"$schema": SCHEMA_DIALECT, "title": SCHEMA_TITLE, **body}

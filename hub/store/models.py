@@ -103,6 +103,8 @@ class Person(SQLModel, table=True):
     last_name: str | None = None
     phone: str | None = Field(default=None, max_length=64)
     consent: str = Field(default="unknown", max_length=20)
+    # The person's source properties merged over its profiles (first value wins, in the view's profile order).
+    properties: dict[str, Any] | None = _json()
     deleted: bool = False
     merged_into: int | None = Field(default=None, foreign_key="person.id", index=True)
     created_at: datetime = _ts()
@@ -229,6 +231,8 @@ class SegmentMembership(SQLModel, table=True):
     segment: str = Field(max_length=200)
     entered_at: datetime = _ts()
     exited_at: datetime | None = _ts(nullable=True)
+    # Held-out members are computed and kept, but never pushed, so the segment's lift can be measured.
+    held_out: bool = False
 
 
 class SegmentRun(SQLModel, table=True):
@@ -244,6 +248,9 @@ class SegmentRun(SQLModel, table=True):
     size: int = 0
     entered: int = 0
     exited: int = 0
+    held_out: int = 0
+    # The quality checks' findings for this evaluation (too small, overlap, unstable, ...).
+    warnings: list[str] | None = _json()
 
 
 class PushLedger(SQLModel, table=True):
@@ -292,6 +299,74 @@ class ModelArtifact(SQLModel, table=True):
     blob: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
 
 
+class PersonFeature(SQLModel, table=True):
+    """The stored features of one person at ``as_of`` (see :mod:`segment_rules.features`).
+
+    Counts and sums are 0 rather than NULL for a person without such activities; times are NULL.
+    """
+
+    __tablename__ = "person_feature"
+
+    person_id: int = Field(primary_key=True, foreign_key="person.id")
+    as_of: datetime = _ts()
+    orders: int = 0
+    # Distinct days with an order: BG/NBD counts repeat purchase days, not orders.
+    order_days: int = 0
+    orders_30d: int = 0
+    orders_90d: int = 0
+    orders_365d: int = 0
+    email_opens: int = 0
+    email_clicks: int = 0
+    email_opens_30d: int = 0
+    email_opens_90d: int = 0
+    email_opens_365d: int = 0
+    email_clicks_30d: int = 0
+    email_clicks_90d: int = 0
+    email_clicks_365d: int = 0
+    email_bounces: int = 0
+    email_unsubscribes: int = 0
+    sessions: int = 0
+    sessions_30d: int = 0
+    sessions_90d: int = 0
+    sessions_365d: int = 0
+    page_views_90d: int = 0
+    deals_won: int = 0
+    monetary: Decimal = Field(default=Decimal(0), sa_type=Money)
+    spend_30d: Decimal = Field(default=Decimal(0), sa_type=Money)
+    spend_90d: Decimal = Field(default=Decimal(0), sa_type=Money)
+    spend_365d: Decimal = Field(default=Decimal(0), sa_type=Money)
+    deals_won_amount: Decimal = Field(default=Decimal(0), sa_type=Money)
+    first_order_at: datetime | None = _ts(nullable=True)
+    last_order_at: datetime | None = _ts(nullable=True, index=True)
+    last_email_open_at: datetime | None = _ts(nullable=True)
+    last_email_click_at: datetime | None = _ts(nullable=True)
+    last_session_at: datetime | None = _ts(nullable=True)
+    first_seen_at: datetime | None = _ts(nullable=True)
+    lifecycle_stage: str | None = Field(default=None, max_length=100)
+    country: str | None = Field(default=None, max_length=100)
+    city: str | None = Field(default=None, max_length=200)
+
+
+class PersonScore(SQLModel, table=True):
+    """The scores of one person from the latest scoring run: RFM, CLV, churn risk, cluster."""
+
+    __tablename__ = "person_score"
+
+    person_id: int = Field(primary_key=True, foreign_key="person.id")
+    scored_at: datetime = _ts()
+    rfm_r: int | None = None
+    rfm_f: int | None = None
+    rfm_m: int | None = None
+    rfm_score: str | None = Field(default=None, max_length=3)
+    rfm_segment: str | None = Field(default=None, max_length=50)
+    clv: float | None = None
+    clv_percentile: float | None = None
+    clv_simple: float | None = None
+    expected_orders: float | None = None
+    churn_probability: float | None = None
+    cluster: int | None = None
+
+
 def table(model: type[SQLModel]) -> sa.Table:
     """The Core ``Table`` of a model class (the writers use Core statements, not ORM objects)."""
     result = model.__table__  # type: ignore[attr-defined]
@@ -316,6 +391,8 @@ segment_run = table(SegmentRun)
 push_ledger = table(PushLedger)
 connector_lock = table(ConnectorLock)
 model_artifact = table(ModelArtifact)
+person_feature = table(PersonFeature)
+person_score = table(PersonScore)
 
 # The tables of this store, in creation order (every FK points backwards in this tuple).
 TABLES = (
@@ -331,4 +408,6 @@ TABLES = (
     push_ledger,
     connector_lock,
     model_artifact,
+    person_feature,
+    person_score,
 )

@@ -1,4 +1,5 @@
-"""The store's writers and readers: the only code that writes SQL.
+"""The store's writers and readers: the only code that writes SQL (with :mod:`hub.store.bulk`, its bulk
+statements).
 
 :meth:`Store.commit_page` is the heart. One page and its stream state go into one transaction:
 
@@ -14,12 +15,15 @@ person at once from the keys it carries (a key-only identity, ``seen`` false). W
 arrives later it lands on that same identity row, so nothing needs re-attaching. Only an activity naming no
 person at all is kept with ``person_id`` NULL.
 
-Writes use SQLAlchemy Core bulk statements (executemany, ``INSERT .. ON CONFLICT``) and chunked ``IN``
-lookups, never an ORM object per row.
+The page's rows go through :mod:`hub.store.bulk`: tuples already in the driver's form, executemany on SQLite
+and COPY through a temporary table on PostgreSQL, because SQLAlchemy's per-row parameter processing cost more
+than the database itself. Lookups are chunked ``IN`` queries run the same way. Everything else uses SQLAlchemy
+Core; nothing builds an ORM object per row.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -27,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -39,6 +43,7 @@ from hub.redact import redact
 from hub.store import engine as engine_mod
 from hub.store import identity as ident
 from hub.store import models as m
+from hub.store.bulk import Bulk, for_dialect, json_value
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +53,53 @@ _PG_IDENTITY_LOCK = 0x4855_4222
 # Rows per IN (...) lookup: below SQLite's default variable limit (32,766) and PostgreSQL's (65,535).
 CHUNK = 5_000
 T = TypeVar("T")
+# normalize_email is pure and called for every activity; customers recur across pages.
+_normalize_email = functools.lru_cache(maxsize=1 << 16)(ident.normalize_email)
+
+
+def _bulk_columns(table: sa.Table, names: str) -> tuple[str, ...]:
+    """The column order of ``table``'s bulk rows: ``names``, which must be all its columns but ``id``.
+
+    Bulk rows are plain tuples, so a column added to the table without being added here would shift values
+    into the wrong columns; this fails at import instead.
+    """
+    columns = tuple(names.split())
+    expected = {c.name for c in table.columns} - {"id"}
+    if set(columns) != expected or len(columns) != len(expected):
+        raise RuntimeError(f"bulk columns of {table.name} out of date: {sorted(expected ^ set(columns))}")
+    return columns
+
+
+def _updated(columns: tuple[str, ...], keep: str) -> tuple[str, ...]:
+    """The columns an upsert overwrites: all but the key and those that keep their first value."""
+    fixed = set(keep.split())
+    return tuple(c for c in columns if c not in fixed)
+
+
+_RAW_COLUMNS = _bulk_columns(
+    m.raw_record,
+    "source source_type object_type external_id payload content_hash updated_at deleted is_person "
+    "first_seen_at changed_at",
+)
+_RAW_KEY = ("source", "object_type", "external_id")
+_RAW_UPDATE = _updated(_RAW_COLUMNS, "source object_type external_id first_seen_at")
+_IDENTITY_COLUMNS = _bulk_columns(
+    m.identity,
+    "person_id source external_id email email_seen first_name last_name phone consent properties seen deleted "
+    "created_at updated_at",
+)
+_IDENTITY_KEY = ("source", "external_id")
+_IDENTITY_UPDATE = _updated(_IDENTITY_COLUMNS, "source external_id created_at")
+_ACTIVITY_COLUMNS = _bulk_columns(
+    m.activity,
+    "person_id source type external_id occurred_at amount currency attributes person_external_id person_email "
+    "deleted updated_at",
+)
+_ACTIVITY_KEY = ("source", "type", "external_id")
+_ACTIVITY_UPDATE = _updated(_ACTIVITY_COLUMNS, "source type external_id")
+_NEW_PERSON_COLUMNS = ("id", "consent", "deleted", "created_at", "changed_at")
+_JSON_NULL = json_value(None)
+_PERSON_VIEW_COLUMNS = ("email", "first_name", "last_name", "phone", "consent", "deleted", "changed_at")
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -177,10 +229,9 @@ def content_hash(record: Record) -> str:
         _person_doc(record.person),
         [_activity_doc(a) for a in record.activities],
     ]
-    text = json.dumps(
-        doc, sort_keys=True, default=engine_mod.json_default, ensure_ascii=False, separators=(",", ":")
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
+    # The stored hashes of every existing store depend on this exact text: changing it (key order,
+    # separators, how a value is written) would make the next re-pull rewrite every record.
+    return hashlib.sha256(engine_mod.canonical_dumps(doc).encode()).hexdigest()
 
 
 def _person_doc(p: PersonData | None) -> list[Any] | None:
@@ -191,10 +242,12 @@ def _person_doc(p: PersonData | None) -> list[Any] | None:
 
 def _activity_doc(a: ActivityData) -> list[Any]:
     amount = str(a.amount) if a.amount is not None else None
+    occurred = a.occurred_at
     return [
         a.type,
         a.external_id,
-        a.occurred_at,
+        # What json_default would write, without a call back from the encoder per activity.
+        occurred.isoformat() if isinstance(occurred, date) else occurred,
         amount,
         a.currency,
         a.attributes,
@@ -229,6 +282,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._bulk = for_dialect(engine.dialect)
 
     def __repr__(self) -> str:
         return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
@@ -354,11 +408,12 @@ class Store:
         prepared = _prepare(page.records)
         now = m.utcnow()
         with self._write() as conn:
+            self._bulk.begin_page(conn)
             changed = self._write_raw(conn, source, source_type, prepared, now, stats)
             if changed:
                 if conn.dialect.name == "postgresql":
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_IDENTITY_LOCK})
-                _PageWriter(conn, self._insert, source, now, stats).run(changed)
+                _PageWriter(conn, self._bulk, source, now, stats).run(changed)
             self._write_state(conn, source, stream, page.state, now)
         return stats
 
@@ -372,9 +427,11 @@ class Store:
         stats: PageStats,
     ) -> list[_Prepared]:
         """Upsert the raw records whose hash changed; return those (the rest need no further work)."""
-        stored = _stored_hashes(conn, source, prepared)
+        stored = _stored_hashes(conn, self._bulk, source, prepared)
         changed: list[_Prepared] = []
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
+        ts = self._bulk.ts
+        stamp = ts(now)
         for p in prepared:
             r = p.record
             before = stored.get((r.object_type, r.external_id))
@@ -387,31 +444,21 @@ class Store:
             stats.records_deleted += r.deleted
             changed.append(p)
             rows.append(
-                {
-                    "source": source,
-                    "source_type": source_type,
-                    "object_type": r.object_type,
-                    "external_id": r.external_id,
-                    "payload": dict(r.payload),
-                    "content_hash": p.content_hash,
-                    "updated_at": r.updated_at,
-                    "deleted": r.deleted,
-                    "is_person": r.person is not None or (r.deleted and was_person),
-                    "first_seen_at": now,
-                    "changed_at": now,
-                }
+                (
+                    source,
+                    source_type,
+                    r.object_type,
+                    r.external_id,
+                    json_value(dict(r.payload)),
+                    p.content_hash,
+                    ts(r.updated_at),
+                    r.deleted,
+                    r.person is not None or (r.deleted and was_person),
+                    stamp,  # first_seen_at: the upsert keeps the stored one
+                    stamp,
+                )
             )
-        if rows:
-            t = m.raw_record
-            stmt = self._insert(t)
-            keep = ("first_seen_at", "id", "source", "object_type", "external_id")
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[t.c.source, t.c.object_type, t.c.external_id],
-                    set_={c.name: stmt.excluded[c.name] for c in t.columns if c.name not in keep},
-                ),
-                rows,
-            )
+        self._bulk.insert(conn, m.raw_record, _RAW_COLUMNS, rows, conflict=_RAW_KEY, update=_RAW_UPDATE)
         return changed
 
     # -- reading
@@ -459,21 +506,30 @@ class _ActivityRef:
 class _PageWriter:
     """Identity resolution and activity upserts for the changed records of one page (one transaction)."""
 
-    def __init__(self, conn: Connection, insert: Any, source: str, now: datetime, stats: PageStats) -> None:
+    def __init__(self, conn: Connection, bulk: Bulk, source: str, now: datetime, stats: PageStats) -> None:
         self.conn = conn
-        self.insert = insert
+        self.bulk = bulk
         self.source = source
         self.now = now
+        self.stamp = bulk.ts(now)  # ``now`` as the bulk rows carry it
         self.stats = stats
         self.resolver = ident.Resolver()
         self.stored_ids: set[ident.IdKey] = set()
         self.stored_person: dict[ident.IdKey, int] = {}
         self.real: dict[int, int] = {}  # resolver ref -> person id
+        # The person each activity person key resolved to in this page: ("id", external id) or ("email", email).
+        self._resolved: dict[tuple[str, str], int] = {}
+
+    @staticmethod
+    def email(raw: str | None) -> str | None:
+        """:func:`hub.store.identity.normalize_email`, remembered across pages (the orders of one customer
+        all carry the same address, and the function walks every character)."""
+        return None if raw is None else _normalize_email(raw)
 
     def run(self, changed: list[_Prepared]) -> None:
         profiles = [p for p in changed if p.record.person is not None]
         for p in profiles:
-            p.person_email = ident.normalize_email(p.record.person.email if p.record.person else None)
+            p.person_email = self.email(p.record.person.email if p.record.person else None)
         gone = [p.record.external_id for p in changed if p.record.person is None and p.record.deleted]
         self._load(profiles, changed, gone)
         profile_refs = [self.resolver.resolve(self._claim(p)) for p in profiles]
@@ -521,18 +577,45 @@ class _PageWriter:
             for a in p.record.activities:
                 if a.person_external_id is not None:
                     ids[self.source].add(a.person_external_id)
-                elif (email := ident.normalize_email(a.person_email)) is not None:
+                elif (email := self.email(a.person_email)) is not None:
                     emails.add(email)
         ids[self.source].update(gone)
-        t = m.identity
-        cols = (t.c.person_id, t.c.source, t.c.external_id, t.c.email)
         for src, keys in ids.items():
             for chunk in _chunks(sorted(keys)):
-                self._take(
-                    self.conn.execute(sa.select(*cols).where(t.c.source == src, t.c.external_id.in_(chunk)))
-                )
+                self._take(self._identities("external_id", chunk, src))
         for chunk in _chunks(sorted(emails)):
-            self._take(self.conn.execute(sa.select(*cols).where(t.c.email.in_(chunk))))
+            self._take(self._identities("email", chunk))
+        # An activity naming a person id not stored yet seeds that person with its email (_activity_ref), so
+        # whoever already has that email must be loaded too, or the store would get a second person for it.
+        seeds: set[str] = set()
+        for p in changed:
+            for a in p.record.activities:
+                if a.person_external_id is not None and (self.source, a.person_external_id) not in self.stored_ids:
+                    email = self.email(a.person_email)
+                    if email is not None and email not in emails:
+                        seeds.add(email)
+        for chunk in _chunks(sorted(seeds)):
+            self._take(self._identities("email", chunk))
+
+    def _identities(self, column: str, values: Sequence[str], source: str | None = None) -> list[tuple[Any, ...]]:
+        """(person_id, source, external_id, email) of the identities whose ``column`` (``email``, or
+        ``external_id`` of ``source``) is one of ``values``.
+
+        In the order of the lookup's index, (value, id), on both backends: the first identity loaded names
+        its person in merge reasons, and the physical order of rows (which differs by how they were
+        written, and moves with VACUUM) must not choose it.
+        """
+        bulk = self.bulk
+        test, params = bulk.in_(values, "varchar")
+        condition = f"{column}{test}"
+        if source is not None:
+            condition = f"source = {bulk.placeholder} AND {condition}"
+            params = [source, *params]
+        sql = (
+            f"SELECT person_id, source, external_id, email FROM identity WHERE {condition} "
+            f"ORDER BY {bulk.binary(column)}, id"
+        )
+        return bulk.rows(self.conn, sql, params)
 
     def _take(self, rows: Iterable[Any]) -> None:
         for person_id, source, external_id, email in rows:
@@ -549,18 +632,30 @@ class _PageWriter:
         return list(latest.values())
 
     def _activity_ref(self, a: ActivityData, deleted: bool) -> _ActivityRef:
-        email = ident.normalize_email(a.person_email)
+        email = self.email(a.person_email)
+        if a.person_external_id is not None:
+            memo = ("id", a.person_external_id)
+        elif email is not None:
+            memo = ("email", email)
+        else:
+            self.stats.activities_unlinked += 1
+            return _ActivityRef(a, deleted, None, None, False)
+        # A key this page already resolved, to a person not merged away since, resolves to that person again
+        # and changes nothing in the resolver (its keys point at that person alone): skip the work. The key
+        # is known by then, so the activity brings no new key.
+        ref = self._resolved.get(memo)
+        if ref is not None and self.resolver.find(ref) == ref:
+            return _ActivityRef(a, deleted, email, ref, False)
         if a.person_external_id is not None:
             new_key = not self.resolver.known(ident.id_key(self.source, a.person_external_id))
             # A known profile is authoritative: the activity's email only seeds a person not seen yet.
             claim = ident.Claim(self.source, a.person_external_id, email if new_key else None)
-        elif email is not None:
+        else:
+            assert email is not None  # the memo key above
             new_key = not self.resolver.known(ident.email_key(email))
             claim = ident.Claim(self.source, None, email)
-        else:
-            self.stats.activities_unlinked += 1
-            return _ActivityRef(a, deleted, None, None, False)
-        return _ActivityRef(a, deleted, email, self.resolver.resolve(claim), new_key)
+        ref = self._resolved[memo] = self.resolver.resolve(claim)
+        return _ActivityRef(a, deleted, email, ref, new_key)
 
     # -- people
 
@@ -568,12 +663,12 @@ class _PageWriter:
         new = self.resolver.new_people
         if not new:
             return
-        rows = [
-            {"consent": "unknown", "deleted": False, "created_at": self.now, "changed_at": self.now}
-            for _ in new
-        ]
-        stmt = sa.insert(m.person).returning(m.person.c.id, sort_by_parameter_order=True)
-        ids = self.conn.execute(stmt, rows).scalars().all()
+        # The ids are taken first and inserted explicitly: the same ids the database would have given the
+        # rows, without an INSERT .. RETURNING (which SQLite runs one row at a time).
+        ids = self.bulk.reserve_ids(self.conn, m.person, len(new))
+        stamp = self.stamp
+        rows = [(person_id, "unknown", False, stamp, stamp) for person_id in ids]
+        self.bulk.insert(self.conn, m.person, _NEW_PERSON_COLUMNS, rows)
         self.real = dict(zip(new, ids, strict=True))
         self.stats.people_created += len(new)
 
@@ -596,37 +691,34 @@ class _PageWriter:
         self.stats.people_merged += len(merges)
 
     def _write_profiles(self, profiles: list[_Prepared], refs: list[int]) -> None:
-        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        rows: dict[tuple[str, str], tuple[Any, ...]] = {}
+        stamp = self.stamp
         for p, ref in zip(profiles, refs, strict=True):
             person = p.record.person
             assert person is not None
-            rows[(self.source, p.record.external_id)] = {
-                "person_id": self.person_of(ref),
-                "source": self.source,
-                "external_id": p.record.external_id,
-                "email": p.person_email,
-                "email_seen": person.email,
-                "first_name": person.first_name or None,
-                "last_name": person.last_name or None,
-                "phone": person.phone or None,
-                "consent": person.consent.value,
-                "properties": dict(person.properties),
-                "seen": True,
-                "deleted": p.record.deleted,
-                "created_at": self.now,
-                "updated_at": self.now,
-            }
-        if not rows:
-            return
-        t = m.identity
-        stmt = self.insert(t)
-        keep = ("id", "source", "external_id", "created_at")
-        self.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[t.c.source, t.c.external_id],
-                set_={c.name: stmt.excluded[c.name] for c in t.columns if c.name not in keep},
-            ),
+            rows[(self.source, p.record.external_id)] = (
+                self.person_of(ref),
+                self.source,
+                p.record.external_id,
+                p.person_email,
+                person.email,
+                person.first_name or None,
+                person.last_name or None,
+                person.phone or None,
+                person.consent.value,
+                json_value(dict(person.properties)),
+                True,  # seen
+                p.record.deleted,
+                stamp,  # created_at: the upsert keeps the stored one
+                stamp,
+            )
+        self.bulk.insert(
+            self.conn,
+            m.identity,
+            _IDENTITY_COLUMNS,
             list(rows.values()),
+            conflict=_IDENTITY_KEY,
+            update=_IDENTITY_UPDATE,
         )
 
     def _write_key_only(
@@ -634,8 +726,8 @@ class _PageWriter:
     ) -> None:
         """Identity rows for keys this page introduced without a profile: links and activity references."""
         described = {(self.source, p.record.external_id) for p in profiles}
-        rows: dict[tuple[str, str], dict[str, Any]] = {}
-        email_only: dict[str, dict[str, Any]] = {}
+        rows: dict[tuple[str, str], tuple[Any, ...]] = {}
+        email_only: dict[str, tuple[Any, ...]] = {}
         for p, ref in zip(profiles, refs, strict=True):
             assert p.record.person is not None
             for s, e in p.record.person.links.items():
@@ -653,11 +745,8 @@ class _PageWriter:
                 email_only.setdefault(
                     act.email, self._key_row(self.source, None, person_id, act.email, a.person_email)
                 )
-        if rows:
-            stmt = self.insert(m.identity).on_conflict_do_nothing(index_elements=["source", "external_id"])
-            self.conn.execute(stmt, list(rows.values()))
-        if email_only:
-            self.conn.execute(sa.insert(m.identity), list(email_only.values()))
+        self.bulk.insert(self.conn, m.identity, _IDENTITY_COLUMNS, list(rows.values()), conflict=_IDENTITY_KEY)
+        self.bulk.insert(self.conn, m.identity, _IDENTITY_COLUMNS, list(email_only.values()))
 
     def _key_row(
         self,
@@ -666,20 +755,25 @@ class _PageWriter:
         person_id: int,
         email: str | None = None,
         email_seen: str | None = None,
-    ) -> dict[str, Any]:
-        return {
-            "person_id": person_id,
-            "source": source,
-            "external_id": external_id,
-            "email": email,
-            "email_seen": email_seen,
-            "consent": "unknown",
-            "properties": None,
-            "seen": False,
-            "deleted": False,
-            "created_at": self.now,
-            "updated_at": self.now,
-        }
+    ) -> tuple[Any, ...]:
+        """A key-only identity row (in :data:`_IDENTITY_COLUMNS` order): no names, unknown consent."""
+        stamp = self.stamp
+        return (
+            person_id,
+            source,
+            external_id,
+            email,
+            email_seen,
+            None,
+            None,
+            None,
+            "unknown",
+            _JSON_NULL,  # properties
+            False,  # seen
+            False,  # deleted
+            stamp,
+            stamp,
+        )
 
     def _delete_gone(self, gone: list[str]) -> set[int]:
         """Mark profiles deleted whose records were deleted without person data; return their people."""
@@ -697,58 +791,38 @@ class _PageWriter:
 
     def _refresh_people(self, people: list[int]) -> None:
         """Recompute the resolved view of ``people`` from all their identities."""
-        t = m.identity
         profiles: dict[int, list[ident.Profile]] = defaultdict(list)
-        cols = (
-            t.c.person_id,
-            t.c.source,
-            t.c.external_id,
-            t.c.email,
-            t.c.first_name,
-            t.c.last_name,
-            t.c.phone,
-            t.c.consent,
-            t.c.seen,
-            t.c.deleted,
-        )
+        bulk = self.bulk
         for chunk in _chunks(people):
-            for r in self.conn.execute(sa.select(*cols).where(t.c.person_id.in_(chunk))):
-                profiles[r.person_id].append(
+            test, params = bulk.in_(chunk, "integer")
+            sql = (
+                "SELECT person_id, source, external_id, email, first_name, last_name, phone, consent, seen, deleted "
+                f"FROM identity WHERE person_id{test}"
+            )
+            for pid, source, external_id, email, first, last, phone, consent, seen, deleted in bulk.rows(
+                self.conn, sql, params
+            ):
+                profiles[pid].append(
                     ident.Profile(
-                        source=r.source,
-                        external_id=r.external_id,
-                        email=r.email,
-                        first_name=r.first_name,
-                        last_name=r.last_name,
-                        phone=r.phone,
-                        consent=r.consent,
-                        seen=r.seen,
-                        deleted=r.deleted,
+                        source=source,
+                        external_id=external_id,
+                        email=email,
+                        first_name=first,
+                        last_name=last,
+                        phone=phone,
+                        consent=consent,
+                        seen=bool(seen),  # SQLite returns 0/1
+                        deleted=bool(deleted),
                     )
                 )
         rows = []
+        stamp = self.stamp
         for pid in people:
             view = ident.person_view(profiles.get(pid, []))
             rows.append(
-                {
-                    "_id": pid,
-                    "email": view.email,
-                    "first_name": view.first_name,
-                    "last_name": view.last_name,
-                    "phone": view.phone,
-                    "consent": view.consent,
-                    "deleted": view.deleted,
-                    "changed_at": self.now,
-                }
+                (pid, view.email, view.first_name, view.last_name, view.phone, view.consent, view.deleted, stamp)
             )
-        if rows:
-            p = m.person
-            stmt = (
-                sa.update(p)
-                .where(p.c.id == sa.bindparam("_id"))
-                .values({k: sa.bindparam(k) for k in rows[0] if k != "_id"})
-            )
-            self.conn.execute(stmt, rows)
+        self.bulk.update(self.conn, m.person, "id", _PERSON_VIEW_COLUMNS, rows)
 
     # -- activities
 
@@ -758,64 +832,60 @@ class _PageWriter:
             return set()
         touched: set[int] = set()
         rows = []
+        source, stamp, ts, money, person_of = self.source, self.stamp, self.bulk.ts, self.bulk.money, self.person_of
         for ref in activities:
             a = ref.activity
-            person_id = self.person_of(ref.ref) if ref.ref is not None else None
+            person_id = person_of(ref.ref) if ref.ref is not None else None
             if person_id is not None:
                 touched.add(person_id)
             rows.append(
-                {
-                    "person_id": person_id,
-                    "source": self.source,
-                    "type": a.type,
-                    "external_id": a.external_id,
-                    "occurred_at": a.occurred_at,
-                    "amount": a.amount,
-                    "currency": a.currency,
-                    "attributes": dict(a.attributes) if a.attributes else None,
-                    "person_external_id": a.person_external_id,
-                    "person_email": ref.email,
-                    "deleted": ref.deleted,
-                    "updated_at": self.now,
-                }
+                (
+                    person_id,
+                    source,
+                    a.type,
+                    a.external_id,
+                    ts(a.occurred_at),
+                    money(a.amount),
+                    a.currency,
+                    json_value(dict(a.attributes)) if a.attributes else _JSON_NULL,
+                    a.person_external_id,
+                    ref.email,
+                    ref.deleted,
+                    stamp,
+                )
             )
-        t = m.activity
-        stmt = self.insert(t)
-        keep = ("id", "source", "type", "external_id")
-        self.conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[t.c.source, t.c.type, t.c.external_id],
-                set_={c.name: stmt.excluded[c.name] for c in t.columns if c.name not in keep},
-            ),
-            rows,
+        self.bulk.insert(
+            self.conn, m.activity, _ACTIVITY_COLUMNS, rows, conflict=_ACTIVITY_KEY, update=_ACTIVITY_UPDATE
         )
         self.stats.activities_written += len(rows)
         return touched
 
     def _touch(self, people: list[int]) -> None:
         """Move ``changed_at`` of people whose activities changed, so segmentation re-evaluates them."""
-        p = m.person
+        bulk = self.bulk
         for chunk in _chunks(people):
-            self.conn.execute(sa.update(p).where(p.c.id.in_(chunk)).values(changed_at=self.now))
+            test, params = bulk.in_(chunk, "integer")
+            sql = f"UPDATE person SET changed_at = {bulk.placeholder} WHERE id{test}"
+            self.conn.exec_driver_sql(sql, (self.stamp, *params))
 
 
 def _stored_hashes(
-    conn: Connection, source: str, prepared: list[_Prepared]
+    conn: Connection, bulk: Bulk, source: str, prepared: list[_Prepared]
 ) -> dict[tuple[str, str], tuple[str, bool]]:
     """(object_type, external_id) -> (content hash, is_person) of the page's records already stored."""
-    t = m.raw_record
     by_type: dict[str, list[str]] = defaultdict(list)
     for p in prepared:
         by_type[p.record.object_type].append(p.record.external_id)
     out: dict[tuple[str, str], tuple[str, bool]] = {}
+    ph = bulk.placeholder
     for object_type, ids in by_type.items():
         for chunk in _chunks(ids):
-            rows = conn.execute(
-                sa.select(t.c.external_id, t.c.content_hash, t.c.is_person).where(
-                    t.c.source == source, t.c.object_type == object_type, t.c.external_id.in_(chunk)
-                )
+            test, params = bulk.in_(chunk, "varchar")
+            sql = (
+                "SELECT external_id, content_hash, is_person FROM raw_record "
+                f"WHERE source = {ph} AND object_type = {ph} AND external_id{test}"
             )
-            for external_id, digest, is_person in rows:
+            for external_id, digest, is_person in bulk.rows(conn, sql, [source, object_type, *params]):
                 out[(object_type, external_id)] = (digest, bool(is_person))
     return out
 

@@ -1,0 +1,62 @@
+"""The segmentation core as a config file sets it up: rules folder, protected attributes, scoring, quality."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .quality import QualitySettings
+from .ruleset import DEFAULT_PROTECTED, RuleSet, load_rules
+from .scoring import ScoringSettings
+
+if TYPE_CHECKING:
+    from hub.config.loader import LoadedConfig
+
+
+def rules_folder(loaded: LoadedConfig) -> Path:
+    """The config's rules folder (relative paths are relative to the config file)."""
+    folder = Path(loaded.model.segments.rules_dir).expanduser()
+    return folder if folder.is_absolute() else loaded.base_dir / folder
+
+
+def load_configured_rules(loaded: LoadedConfig) -> RuleSet:
+    """The checked rule set of the config's rules folder.
+
+    Raises:
+        ConfigErrors: one line per problem in the rule files.
+    """
+    protected = loaded.model.segments.protected_attributes
+    folder = rules_folder(loaded)
+    return load_rules(
+        folder, protected=DEFAULT_PROTECTED if protected is None else protected, display_base=loaded.base_dir
+    )
+
+
+def scoring_settings(loaded: LoadedConfig) -> ScoringSettings:
+    """Scoring settings from ``segments.scoring``."""
+    return ScoringSettings(**loaded.model.segments.scoring.model_dump())
+
+
+def quality_settings(loaded: LoadedConfig) -> QualitySettings:
+    """Quality thresholds from ``segments.quality``."""
+    return QualitySettings(**loaded.model.segments.quality.model_dump())
+
+
+def copy_example_rules(folder: Path, *, overwrite: bool = False) -> list[Path]:
+    """Copy the shipped example rule files into ``folder``; existing files are kept unless ``overwrite``.
+
+    Returns:
+        The files written.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for item in sorted(files("segment_rules").iterdir(), key=lambda t: t.name):
+        if not item.name.endswith(".yaml"):
+            continue
+        target = folder / item.name
+        if target.exists() and not overwrite:
+            continue
+        target.write_text(item.read_text(encoding="utf-8"), encoding="utf-8")
+        written.append(target)
+    return written

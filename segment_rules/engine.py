@@ -1,0 +1,428 @@
+"""The segmentation run: features, scores, then segment memberships, all in the store.
+
+:func:`evaluate` does a full run (every person in scope) or an incremental one (``person_ids``: the people
+whose data changed since the last run, see :func:`changed_people`). An incremental run recomputes those
+people's features and scores with the models of the last full run (frozen RFM edges and BG/NBD parameters, so
+everyone's scores stay comparable), and re-evaluates only their memberships. Time-window rules change without
+new data, so the daemon also runs a full sweep daily.
+
+Memberships are diffs: a person entering a segment opens a stay (``segment_membership`` with ``entered_at``),
+leaving closes it (``exited_at``); nothing changes for people who stay. ``segment_run`` records per segment and
+run the size, entries, exits and held-out members. Each step commits in its own transaction, so a crash leaves
+the previous memberships in place and the next run recomputes everything it needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hub.store import Store
+from hub.store import engine as engine_mod
+from hub.store import models as m
+
+from .compile import Compiled, Compiler
+from .features import feature_columns, feature_select, in_scope
+from .quality import (
+    QualitySettings,
+    SegmentStats,
+    exclusive_gaps,
+    overlap_warnings,
+    overlaps,
+    score_warnings,
+    size_warnings,
+)
+from .report import RUN_WIDE
+from .ruleset import RuleSet
+from .scoring import ScoreReport, Scores, ScoringSettings, compute_scores, read_features, score_rows
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAMES = ("rfm", "bgnbd", "gamma_gamma", "churn")
+_ID_CHUNK = 5_000
+
+
+@dataclass
+class SegmentChange:
+    """One segment after a run, with its quality warnings."""
+
+    segment: str
+    size: int
+    entered: int
+    exited: int
+    held_out: int
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EvaluationResult:
+    """What one segmentation run did."""
+
+    run_id: int
+    as_of: datetime
+    incremental: bool
+    people: int
+    segments: list[SegmentChange] = field(default_factory=list)
+    scores: ScoreReport | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # findings about the run as a whole (score bins, groups)
+
+    @property
+    def all_warnings(self) -> list[str]:
+        """Every finding, each prefixed with its segment where it has one."""
+        return [*self.warnings, *(f"{c.segment}: {w}" for c in self.segments for w in c.warnings)]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able view."""
+        return {
+            "run_id": self.run_id,
+            "as_of": self.as_of.isoformat(),
+            "incremental": self.incremental,
+            "people": self.people,
+            "segments": [vars(s) for s in self.segments],
+            "warnings": list(self.warnings),
+            "scores": self.scores.as_dict() if self.scores else None,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+@contextmanager
+def _write(store: Store) -> Iterator[Connection]:
+    with store.engine.connect() as conn:
+        conn.execution_options(**{engine_mod.WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), _ID_CHUNK):
+        yield ids[start : start + _ID_CHUNK]
+
+
+# ----------------------------------------------------------------------------------------------- steps
+
+
+def write_features(store: Store, as_of: datetime, person_ids: Sequence[int] | None = None) -> int:
+    """Recompute ``person_feature`` for everyone in scope (or ``person_ids``); returns the rows written."""
+    f = m.person_feature
+    columns = feature_columns()
+    with _write(store) as conn:
+        if person_ids is None:
+            conn.execute(sa.delete(f))
+            conn.execute(sa.insert(f).from_select(columns, feature_select(as_of)))
+        else:
+            for chunk in _chunks(person_ids):
+                conn.execute(sa.delete(f).where(f.c.person_id.in_(chunk)))
+                conn.execute(sa.insert(f).from_select(columns, feature_select(as_of, chunk)))
+        return int(conn.execute(sa.select(sa.func.count()).select_from(f)).scalar_one())
+
+
+def write_scores(
+    store: Store,
+    as_of: datetime,
+    settings: ScoringSettings,
+    person_ids: Sequence[int] | None = None,
+) -> ScoreReport:
+    """Score everyone in ``person_feature`` (or ``person_ids``, with the stored models) into ``person_score``."""
+    report = ScoreReport(as_of=as_of)
+    models = None if person_ids is None else load_models(store)
+    with store.engine.connect() as conn:
+        features = read_features(conn, as_of, person_ids)
+        scores = compute_scores(features, settings, report, models)
+        _churn_scores(conn, as_of, settings, scores, report, models, person_ids)
+    s = m.person_score
+    rows = list(score_rows(scores, m.utcnow()))
+    with _write(store) as conn:
+        if person_ids is None:
+            conn.execute(sa.delete(s))
+        else:
+            for chunk in _chunks(person_ids):
+                conn.execute(sa.delete(s).where(s.c.person_id.in_(chunk)))
+        for start in range(0, len(rows), 50_000):
+            conn.execute(sa.insert(s), rows[start : start + 50_000])
+        if person_ids is None:
+            _save_models(conn, report, as_of)
+    return report
+
+
+def _churn_scores(
+    conn: Connection,
+    as_of: datetime,
+    settings: ScoringSettings,
+    scores: Scores,
+    report: ScoreReport,
+    models: Mapping[str, Any] | None,
+    person_ids: Sequence[int] | None,
+) -> None:
+    """Replace the BG/NBD churn baseline in ``scores`` with the chosen churn scorer (model or best baseline).
+
+    A full run fits and checks the scorer out of time (:func:`segment_rules.churn.fit_churn`); an incremental
+    run scores with the stored one. Without enough data the BG/NBD baseline from :mod:`scoring` stays.
+    """
+    from .churn import ChurnSettings, fit_churn, score_churn
+
+    if models is not None:
+        scorer: Any = models.get("churn")
+        if scorer is None:
+            return
+    else:
+        churn = fit_churn(conn, as_of, ChurnSettings(horizon_days=settings.churn_horizon_days))
+        report.churn = churn.as_dict()
+        if churn.scorer is None:
+            report.notes.append(f"churn: {churn.reason}" if churn.reason else "churn: no scorer could be fitted")
+            return
+        scorer = churn
+    ids, probabilities = score_churn(conn, scorer, as_of, person_ids=person_ids)
+    position = {int(pid): i for i, pid in enumerate(scores.person_id.tolist())}
+    for pid, p in zip(ids.tolist(), probabilities.tolist(), strict=True):
+        i = position.get(int(pid))
+        if i is not None:
+            scores.churn_probability[i] = p
+
+
+def load_models(store: Store) -> dict[str, Any]:
+    """The latest stored model of each kind (``to_dict`` data), by name."""
+    a = m.model_artifact
+    out: dict[str, Any] = {}
+    with store.engine.connect() as conn:
+        for name in MODEL_NAMES:
+            params = conn.execute(
+                sa.select(a.c.params).where(a.c.name == name).order_by(a.c.created_at.desc(), a.c.id.desc()).limit(1)
+            ).scalar_one_or_none()
+            if params is not None:
+                out[name] = params
+    return out
+
+
+def _save_models(conn: Connection, report: ScoreReport, as_of: datetime) -> None:
+    version = as_of.strftime("%Y%m%dT%H%M%S.%f")
+    a = m.model_artifact
+    churn = (report.churn or {}).get("scorer")
+    for name, params in (("rfm", report.rfm), ("bgnbd", report.bgnbd), ("gamma_gamma", report.gamma_gamma),
+                         ("churn", churn)):
+        if params is None:
+            continue
+        conn.execute(sa.delete(a).where(a.c.name == name, a.c.version == version))
+        conn.execute(sa.insert(a).values(name=name, version=version, created_at=m.utcnow(), params=params))
+
+
+def write_memberships(
+    store: Store,
+    rules: RuleSet,
+    as_of: datetime,
+    run_id: int,
+    person_ids: Sequence[int] | None = None,
+    *,
+    people: int = 0,
+    quality: QualitySettings | None = None,
+) -> list[SegmentChange]:
+    """Evaluate every segment, apply the membership diff and run the quality checks.
+
+    Returns:
+        Per segment: size, entries, exits, held-out members and quality warnings (also stored in segment_run).
+    """
+    compiled = Compiler(rules, as_of).compile()
+    now = m.utcnow()
+    changes: list[SegmentChange] = []
+    with _write(store) as conn:
+        previous = _previous_sizes(conn)
+        for segment in rules.segments:
+            changes.append(_apply_segment(conn, compiled, segment.name, now, person_ids))
+        _check_quality(conn, rules, changes, previous, people, quality or QualitySettings())
+        conn.execute(
+            sa.insert(m.segment_run),
+            [
+                {"run_id": run_id, "segment": c.segment, "evaluated_at": now, "size": c.size, "entered": c.entered,
+                 "exited": c.exited, "held_out": c.held_out, "warnings": c.warnings or None}
+                for c in changes
+            ],
+        )
+    return changes
+
+
+def _previous_sizes(conn: Connection) -> dict[str, int]:
+    r = m.segment_run
+    latest = sa.select(sa.func.max(r.c.id)).where(r.c.segment != RUN_WIDE).group_by(r.c.segment).scalar_subquery()
+    rows = conn.execute(sa.select(r.c.segment, r.c.size).where(r.c.id.in_(latest)))
+    return {str(seg): int(size) for seg, size in rows}
+
+
+def _check_quality(
+    conn: Connection,
+    rules: RuleSet,
+    changes: list[SegmentChange],
+    previous: Mapping[str, int],
+    people: int,
+    settings: QualitySettings,
+) -> None:
+    groups = {s.name: s.group for s in rules.segments}
+    stats = [
+        SegmentStats(c.segment, c.size, c.entered, c.exited, previous.get(c.segment), groups.get(c.segment))
+        for c in changes
+    ]
+    found = size_warnings(stats, people, settings)
+    for name, lines in overlap_warnings(overlaps(conn, stats), stats, settings).items():
+        found.setdefault(name, []).extend(lines)
+    for change in changes:
+        change.warnings = found.get(change.segment, [])
+
+
+def _apply_segment(
+    conn: Connection, compiled: Compiled, name: str, now: datetime, person_ids: Sequence[int] | None
+) -> SegmentChange:
+    sm = m.segment_membership
+    members = sa.select(compiled.person_id.label("person_id"), compiled.held_out[name].label("held_out")).select_from(
+        compiled.source
+    ).where(compiled.conditions[name])
+    if person_ids is not None:
+        members = members.where(compiled.person_id.in_(person_ids))
+    current = {int(pid): bool(held) for pid, held in conn.execute(members)}
+    open_stays = sa.select(sm.c.person_id, sm.c.held_out).where(sm.c.segment == name, sm.c.exited_at.is_(None))
+    if person_ids is not None:
+        open_stays = open_stays.where(sm.c.person_id.in_(person_ids))
+    before = {int(pid): bool(held) for pid, held in conn.execute(open_stays)}
+    entered = [pid for pid in current if pid not in before]
+    exited = [pid for pid in before if pid not in current]
+    for chunk in _chunks(exited):
+        conn.execute(
+            sa.update(sm)
+            .where(sm.c.segment == name, sm.c.exited_at.is_(None), sm.c.person_id.in_(chunk))
+            .values(exited_at=now)
+        )
+    if entered:
+        conn.execute(
+            sa.insert(sm),
+            [{"person_id": pid, "segment": name, "entered_at": now, "exited_at": None, "held_out": current[pid]}
+             for pid in entered],
+        )
+    size = conn.execute(
+        sa.select(sa.func.count(), sa.func.sum(sa.case((sm.c.held_out, 1), else_=0))).where(
+            sm.c.segment == name, sm.c.exited_at.is_(None)
+        )
+    ).one()
+    return SegmentChange(name, int(size[0]), len(entered), len(exited), int(size[1] or 0))
+
+
+def changed_people(store: Store, since: datetime) -> list[int]:
+    """People in scope whose data changed after ``since`` (new, merged into, new activities, profile edits)."""
+    p = m.person
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(p.c.id).where(p.c.changed_at > sa.literal(since, m.UTCDateTime())))
+        return [int(r[0]) for r in rows]
+
+
+def _scope_ids(store: Store, person_ids: Sequence[int]) -> list[int]:
+    """``person_ids`` plus the people they were merged into; only those still in scope get features."""
+    p = m.person
+    ids = sorted(set(person_ids))
+    out: set[int] = set()
+    with store.engine.connect() as conn:
+        for chunk in _chunks(ids):
+            for pid, merged in conn.execute(sa.select(p.c.id, p.c.merged_into).where(p.c.id.in_(chunk))):
+                out.add(int(merged if merged is not None else pid))
+    return sorted(out)
+
+
+def _drop_out_of_scope(store: Store, person_ids: Sequence[int] | None) -> None:
+    """Remove features and scores of people no longer in scope (merged away, deleted, objecting)."""
+    p, f, s = m.person, m.person_feature, m.person_score
+    gone = sa.select(p.c.id).where(sa.not_(in_scope(p)))
+    if person_ids is not None:
+        gone = gone.where(p.c.id.in_(person_ids))
+    with _write(store) as conn:
+        ids = [int(r[0]) for r in conn.execute(gone)]
+        for chunk in _chunks(ids):
+            conn.execute(sa.delete(f).where(f.c.person_id.in_(chunk)))
+            conn.execute(sa.delete(s).where(s.c.person_id.in_(chunk)))
+
+
+def _people_in_scope(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(m.person_feature)).scalar_one())
+
+
+def _run_warnings(store: Store, rules: RuleSet, scores: ScoreReport | None) -> list[str]:
+    out: list[str] = []
+    if scores is not None:
+        if scores.rfm is not None:
+            out.extend(score_warnings(scores.rfm.get("policy") or {}, scores.rfm.get("policy_reasons") or {}))
+        out.extend(scores.notes)
+    exclusive = {g.name: g.members for g in rules.groups.values() if g.exclusive}
+    with store.engine.connect() as conn:
+        for group, doubled in exclusive_gaps(conn, exclusive).items():
+            if doubled:
+                out.append(f"group {group}: {doubled} people hold more than one of its segments")
+    return out
+
+
+def _store_run_warnings(store: Store, run_id: int, result: EvaluationResult) -> None:
+    with _write(store) as conn:
+        conn.execute(sa.insert(m.segment_run).values(
+            run_id=run_id, segment=RUN_WIDE, evaluated_at=m.utcnow(), size=result.people, entered=0, exited=0,
+            held_out=0, warnings=result.warnings or None,
+        ))
+
+
+# ----------------------------------------------------------------------------------------------- the run
+
+
+def evaluate(
+    store: Store,
+    rules: RuleSet,
+    *,
+    as_of: datetime | None = None,
+    settings: ScoringSettings | None = None,
+    quality: QualitySettings | None = None,
+    person_ids: Sequence[int] | None = None,
+) -> EvaluationResult:
+    """Run features, scores and segments (for everyone, or incrementally for ``person_ids``).
+
+    Args:
+        store: the open store.
+        rules: the checked rule set.
+        as_of: the evaluation time (default: now).
+        settings: scoring settings (default: :class:`ScoringSettings`).
+        quality: quality-check thresholds (default: :class:`QualitySettings`).
+        person_ids: only these people (and the people they were merged into) are recomputed.
+
+    Returns:
+        Sizes and changes per segment, the scoring report and step timings.
+    """
+    as_of = as_of or m.utcnow()
+    settings = settings or ScoringSettings()
+    scope = _scope_ids(store, person_ids) if person_ids is not None else None
+    incremental = scope is not None
+    run_id = store.start_run("segment", "incremental" if incremental else "full")
+    result = EvaluationResult(run_id=run_id, as_of=as_of, incremental=incremental, people=0)
+    try:
+        started = time.perf_counter()
+        _drop_out_of_scope(store, person_ids)
+        result.people = write_features(store, as_of, scope)
+        result.timings["features"] = time.perf_counter() - started
+        started = time.perf_counter()
+        result.scores = write_scores(store, as_of, settings, scope)
+        result.timings["scores"] = time.perf_counter() - started
+        started = time.perf_counter()
+        exited_scope = sorted(set(person_ids or ()) - set(scope or ()))  # merged away: their stays close
+        scope_ids = None if scope is None else sorted(set(scope) | set(exited_scope))
+        result.segments = write_memberships(
+            store, rules, as_of, run_id, scope_ids, people=_people_in_scope(store), quality=quality
+        )
+        result.timings["segments"] = time.perf_counter() - started
+        result.warnings = _run_warnings(store, rules, result.scores)
+        _store_run_warnings(store, run_id, result)
+    except BaseException as exc:
+        store.finish_run(run_id, "failed", {}, f"{type(exc).__name__}: {exc}")
+        raise
+    counts = {"people": result.people, "segments": len(result.segments)}
+    store.finish_run(run_id, "ok", counts, None)
+    logger.info("segmentation at %s: %d people, %d segments", as_of.isoformat(), result.people, len(result.segments))
+    return result

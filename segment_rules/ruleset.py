@@ -1,0 +1,175 @@
+"""Loading the rule files of a folder into one checked :class:`RuleSet`.
+
+Each ``*.yaml`` file is parsed on its own (:mod:`segment_rules.language`); then the set is checked as a whole:
+names are unique, every ``segment:`` reference names a segment, and references have no cycle. Segments are
+ordered so that every segment comes after the segments it refers to, which is the order they are evaluated in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.errors import ConfigError, ConfigErrors
+
+from .language import GroupDef, Parser, SegmentDef, did_you_mean, references
+
+# Attributes segment rules may not use without an explicit, reasoned `allow_protected` entry (special
+# categories of personal data, and attributes that invite unfair treatment). Matched against field names and
+# `properties.NAME` names, case-insensitively.
+DEFAULT_PROTECTED = frozenset(
+    {
+        "gender", "sex", "age", "birthday", "birth_date", "date_of_birth", "dob", "ethnicity", "race", "religion",
+        "health", "disability", "pregnancy", "sexual_orientation", "political_opinion", "union_membership",
+        "nationality", "marital_status", "genetic", "biometric",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Every segment and group of a rules folder, checked, in evaluation order.
+
+    Args:
+        segments: dependencies first (a segment follows every segment its rule refers to); within that, the
+            files' order, so groups stay together.
+        groups: the groups, by name.
+        files: the rule files read, in order.
+    """
+
+    segments: tuple[SegmentDef, ...]
+    groups: Mapping[str, GroupDef]
+    files: tuple[Path, ...]
+
+    def segment(self, name: str) -> SegmentDef:
+        """The segment called ``name`` (KeyError if there is none)."""
+        for segment in self.segments:
+            if segment.name == name:
+                return segment
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        """Segment names in evaluation order."""
+        return [s.name for s in self.segments]
+
+
+def rule_files(folder: Path) -> list[Path]:
+    """The rule files of ``folder`` (``*.yaml`` and ``*.yml``, in name order)."""
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def load_rules(
+    folder: Path, *, protected: Iterable[str] = DEFAULT_PROTECTED, display_base: Path | None = None
+) -> RuleSet:
+    """Read and check every rule file in ``folder``.
+
+    Args:
+        folder: the rules folder.
+        protected: attribute names rules may not use without ``allow_protected``.
+        display_base: file names in messages are relative to this folder when possible.
+
+    Raises:
+        ConfigErrors: every problem found, one ``file:line:col: field: message`` line each.
+    """
+    from hub.config.loader import read_yaml
+
+    if not folder.is_dir():
+        raise ConfigErrors([ConfigError(f"segment rules folder {folder} does not exist", field="segments.rules_dir")])
+    blocked = frozenset(p.lower() for p in protected)
+    errors: list[ConfigError] = []
+    segments: list[SegmentDef] = []
+    groups: dict[str, GroupDef] = {}
+    defined: set[str] = set()
+    files = rule_files(folder)
+    for path in files:
+        shown = _shown(path, display_base)
+        try:
+            doc = read_yaml(path.read_text(encoding="utf-8"), shown)
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(ConfigError(f"cannot read rule file: {exc}", location=shown))
+            continue
+        errors.extend(doc.interpolation_errors)
+        parser = Parser(doc.locate, blocked)
+        found, found_groups = parser.parse_file(doc.data)
+        errors.extend(parser.errors)
+        defined.update(parser.defined)
+        segments.extend(found)
+        for group in found_groups:
+            if group.name in groups:
+                errors.append(ConfigError(f"group {group.name!r} is also defined at {groups[group.name].at}",
+                                          location=group.at, field="group"))
+            groups[group.name] = group
+    segments = _unique(segments, errors)
+    ordered = _ordered(segments, defined, errors)
+    if errors:
+        raise ConfigErrors(errors)
+    return RuleSet(tuple(ordered), groups, tuple(files))
+
+
+def _shown(path: Path, base: Path | None) -> str:
+    if base is not None:
+        try:
+            return str(path.relative_to(base))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _unique(segments: list[SegmentDef], errors: list[ConfigError]) -> list[SegmentDef]:
+    seen: dict[str, SegmentDef] = {}
+    for segment in segments:
+        if segment.name in seen:
+            errors.append(
+                ConfigError(f"segment {segment.name!r} is also defined at {seen[segment.name].at}", location=segment.at)
+            )
+            continue
+        seen[segment.name] = segment
+    return list(seen.values())
+
+
+def _ordered(segments: list[SegmentDef], defined: set[str], errors: list[ConfigError]) -> list[SegmentDef]:
+    """Dependencies first; unknown references and cycles become errors.
+
+    ``defined`` holds every name a file defines, including segments that failed to parse: a reference to one
+    of those is not reported again (its own errors say what is wrong).
+    """
+    by_name = {s.name: s for s in segments}
+    deps: dict[str, list[str]] = {}
+    for segment in segments:
+        names: list[str] = []
+        for ref in references(segment.rule):
+            if ref.name not in defined:
+                hint = did_you_mean(ref.name, sorted(defined))
+                errors.append(ConfigError(f"unknown segment {ref.name!r}{hint}", location=ref.at, field=ref.path))
+            elif ref.name == segment.name:
+                errors.append(ConfigError("a segment cannot refer to itself", location=ref.at, field=ref.path))
+            elif ref.name in by_name:
+                names.append(ref.name)
+        deps[segment.name] = names
+    order: list[SegmentDef] = []
+    state: dict[str, str] = {}  # "visiting" or "done"
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            cycle = [*trail[trail.index(name):], name]
+            first = by_name[cycle[0]]
+            ref = next(r for r in references(first.rule) if r.name == cycle[1])
+            errors.append(ConfigError(f"segment references form a cycle: {' -> '.join(cycle)}", location=ref.at,
+                                      field=ref.path))
+            return
+        state[name] = "visiting"
+        for dep in deps[name]:
+            visit(dep, [*trail, name])
+        state[name] = "done"
+        order.append(by_name[name])
+
+    for segment in segments:
+        visit(segment.name, [])
+    return order
