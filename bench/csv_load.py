@@ -89,11 +89,14 @@ def ensure_files(out: Path, orders: int, contacts: int, seed: int) -> None:
     print(f"wrote {orders:,} orders and {contacts:,} contacts to {out} in {time.perf_counter() - started:.1f} s")
 
 
-def csv_source(out: Path) -> Any:
+def csv_source(out: Path, page_size: int | None = None) -> Any:
     from connectors.csv.config import CsvSourceConfig
     from connectors.csv.source import CsvSource
 
-    return CsvSource(CsvSourceConfig.model_validate(gen.source_config("iso")), "bench", out)
+    config = gen.source_config("iso")
+    if page_size is not None:
+        config["page_size"] = page_size
+    return CsvSource(CsvSourceConfig.model_validate(config), "bench", out)
 
 
 # ----------------------------------------------------------------------------------------------- databases
@@ -280,7 +283,7 @@ def _batches(reader: Iterator[list[str]], size: int) -> Iterator[list[tuple[str,
         yield batch
 
 
-def phase_sync(out: Path, url: str, phase: str, repo_file: Path | None) -> Figure:
+def phase_sync(out: Path, url: str, phase: str, repo_file: Path | None, page_size: int | None) -> Figure:
     from hub.store import open_store
     from hub.sync import sync_source
 
@@ -293,7 +296,7 @@ def phase_sync(out: Path, url: str, phase: str, repo_file: Path | None) -> Figur
     server = ServerCpu(store.engine) if backend == "postgresql" else None
     store.engine.dispose()  # so the timed phase opens (and times) its own connections
     driver = DriverClock(store.engine)
-    source = csv_source(out)
+    source = csv_source(out, page_size)
     try:
         with measured() as t:
             result = sync_source(store, source, "csv", full=phase == "full")
@@ -334,17 +337,19 @@ def child(args: argparse.Namespace) -> None:
     elif args.phase == "floor":
         figure = phase_floor(args.out, args.url)
     else:
-        figure = phase_sync(args.out, args.url, args.phase, args.repo)
+        figure = phase_sync(args.out, args.url, args.phase, args.repo, args.page_size)
     print(json.dumps(asdict(figure)))
 
 
 # ----------------------------------------------------------------------------------------------- the run (parent)
 
 
-def run_child(out: Path, phase: str, url: str = "", repo: Path | None = None) -> Figure:
+def run_child(out: Path, phase: str, url: str = "", repo: Path | None = None, page_size: int | None = None) -> Figure:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", phase, "--out", str(out), "--url", url]
     if repo is not None:
         cmd += ["--repo", str(repo)]
+    if page_size is not None:
+        cmd += ["--page-size", str(page_size)]
     done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
     figure = Figure(**json.loads(done.stdout.strip().splitlines()[-1]))
     print(f"  {figure.phase:14s} {figure.backend:10s} {figure.wall:8.2f} s wall  {_cpu(figure)}", flush=True)
@@ -358,7 +363,9 @@ def _cpu(f: Figure) -> str:
     return text
 
 
-def backend_run(out: Path, work: Path, backend: str, base: str, baseline: Path | None) -> list[Figure]:
+def backend_run(
+    out: Path, work: Path, backend: str, base: str, baseline: Path | None, page_size: int | None
+) -> list[Figure]:
     """floor, sync, resync and full on one backend (and the baseline writer's sync, if given)."""
     figures: list[Figure] = []
     runs: list[tuple[str | None, Path | None]] = [("hub", None)]
@@ -373,11 +380,10 @@ def backend_run(out: Path, work: Path, backend: str, base: str, baseline: Path |
             db = work / f"bench-{label}.db"
             remove_sqlite(db)
             url = sqlite_url(work, db.name)
-            figures.append(run_child(out, "sync", url, repo))
+            figures.append(run_child(out, "sync", url, repo, page_size))
             if repo is None:
-                figures.append(run_child(out, "resync", url))
-                figures.append(run_child(out, "full", url))
-                figures[-1].rss_mb = max(figures[-1].rss_mb, 0.0)
+                figures.append(run_child(out, "resync", url, None, page_size))
+                figures.append(run_child(out, "full", url, None, page_size))
             size = sum(Path(f"{db}{s}").stat().st_size for s in ("", "-wal") if Path(f"{db}{s}").exists())
             print(f"  store file {db.name}: {size / 1e6:,.0f} MB")
             remove_sqlite(db)
@@ -393,10 +399,10 @@ def backend_run(out: Path, work: Path, backend: str, base: str, baseline: Path |
         pg_admin(base, f'CREATE SCHEMA "{schema}"')
         url = pg_schema_url(base, schema)
         try:
-            figures.append(run_child(out, "sync", url, repo))
+            figures.append(run_child(out, "sync", url, repo, page_size))
             if repo is None:
-                figures.append(run_child(out, "resync", url))
-                figures.append(run_child(out, "full", url))
+                figures.append(run_child(out, "resync", url, None, page_size))
+                figures.append(run_child(out, "full", url, None, page_size))
         finally:
             pg_admin(base, f'DROP SCHEMA "{schema}" CASCADE')
     return figures
@@ -447,6 +453,7 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get(PG_ENV), help=f"PostgreSQL URL (default ${PG_ENV})")
     parser.add_argument("--no-sqlite", action="store_true", help="only PostgreSQL")
     parser.add_argument("--baseline-repo", type=Path, default=None, help="another hub/store/repo.py to time beside")
+    parser.add_argument("--page-size", type=int, default=None, help="the source's page_size (default: its 5000)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--url", default="", help=argparse.SUPPRESS)
@@ -466,7 +473,7 @@ def main() -> None:
     if args.postgres:
         backends.append(("postgresql", args.postgres))
     for backend, base in backends:
-        figures += backend_run(out, work, backend, base, args.baseline_repo)
+        figures += backend_run(out, work, backend, base, args.baseline_repo, args.page_size)
     report(figures)
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(f) for f in figures], indent=1))

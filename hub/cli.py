@@ -465,6 +465,7 @@ def segment(
 ) -> None:
     """Compute features, scores and segments; show sizes, changes since the last run and quality warnings."""
     from hub.cli_progress import render_segments
+    from hub.push.service import queue_webhooks
     from segment_rules.configured import load_configured_rules, quality_settings, scoring_settings
     from segment_rules.engine import evaluate
     from segment_rules.report import changed_since_last_run
@@ -476,10 +477,70 @@ def segment(
         people = changed_since_last_run(store) if changed else None
         result = evaluate(store, rules, as_of=when, settings=scoring_settings(loaded),
                           quality=quality_settings(loaded), person_ids=people)
+        queue_webhooks(store, loaded.model.push)
     if as_json:
         _print_json(result.as_dict())
         return
     render_segments(result)
+
+
+@app.command()
+@handle_errors
+def push(
+    destination: Annotated[str | None, typer.Argument(help="Destination name (default: every enabled one).")] = None,
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; send nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Push removals the safety guards hold back.")] = False,
+    reconcile: Annotated[
+        bool, typer.Option("--reconcile", help="Read the destination's hub tags back first (detects drift).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write segment tags to the destinations: only additions and removals, with guards and a ledger."""
+    from hub.cli_progress import render_push
+    from hub.errors import ConfigError
+    from hub.push.plan import targeting_for
+    from hub.push.service import PushOptions, deliver_webhooks, push_destination, segment_tags_from_rules
+    from hub.registry import get_connector
+    from segment_rules.configured import load_configured_rules
+
+    loaded = _load(config)
+    model = loaded.model
+    if destination is not None and destination not in model.destinations:
+        known = ", ".join(sorted(model.destinations)) or "none"
+        raise ConfigError(f"no destination named {destination!r} in the config (destinations: {known})")
+    names = [destination] if destination else [n for n, e in model.destinations.items() if e.enabled]
+    tags, rule_destinations = segment_tags_from_rules(load_configured_rules(loaded))
+    sources = [n for n, e in model.sources.items() if e.enabled]
+    options = PushOptions(dry_run=dry_run, force=force, reconcile=reconcile)
+    outcomes = []
+    ctx = _context(loaded)
+    with _store(loaded) as store:
+        for name in names:
+            entry = model.destinations[name]
+            if entry.source is not None and entry.source not in model.sources:
+                raise ConfigError(f"no source named {entry.source!r}", field=f"destinations.{name}.source")
+            spec = get_connector(entry.type)
+            if spec.build_sink is None:
+                raise ConfigError(f"connector {entry.type!r} cannot be a destination", field=f"destinations.{name}")
+            sink = spec.build_sink(entry, name, ctx)
+            try:
+                targeting = targeting_for(name, entry, tags, rule_destinations)
+                outcomes.append(push_destination(store, targeting, sink, model.push, sources, options))
+            finally:
+                sink.close()
+        deliveries = [] if dry_run else deliver_webhooks(store, model.push, loaded.resolve_secret)
+    if as_json:
+        _print_json({"destinations": [{"plan": plan.as_dict(), "result": result.as_dict(), "dry_run": dry_run}
+                                      for plan, result in outcomes],
+                     "webhooks": [vars(d) for d in deliveries]})
+    else:
+        render_push(outcomes, dry_run=dry_run)
+        for d in deliveries:
+            sys.stdout.write(f"webhook {d.webhook}: {d.delivered} delivered, {d.retry} to retry, "
+                             f"{d.given_up} given up\n")
+    if any(result.blocked or result.failed for _, result in outcomes) and not dry_run:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @model_app.command("clv")

@@ -227,3 +227,27 @@ def render_churn(report: dict[str, Any], console: Console | None = None) -> None
         table.add_row(escape(name), *("n/a" if v is None else f"{v:.3f}" for v in cells))
     console.print(table)
     console.print(f"chosen: [bold]{escape(str(report['chosen']))}[/bold]: {escape(str(report['reason']))}")
+
+
+def render_push(outcomes: Sequence[tuple[Any, Any]], *, dry_run: bool, console: Console | None = None) -> None:
+    """Per destination and tag: additions, removals, blocked removals, skips by reason, sample people."""
+    console = console or Console()
+    for plan, result in outcomes:
+        verb = "would change" if dry_run else "changed"
+        table = Table(title=f"{plan.destination}: {verb}", title_justify="left")
+        for col in ("tag", "members", "add", "remove", "blocked", "skipped", "samples"):
+            table.add_column(col, justify="left" if col in ("tag", "skipped", "samples") else "right")
+        for tag, row in plan.by_tag().items():
+            skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(row["skipped"].items()))
+            samples = "; ".join(f"{kind}: {', '.join(people)}" for kind, people in row["samples"].items())
+            table.add_row(escape(tag), f"{row['members']:,}", f"+{row['add']:,}", f"-{row['remove']:,}",
+                          f"{row['blocked']:,}", escape(skipped), escape(samples))
+        console.print(table)
+        if not plan.by_tag():
+            console.print(f"{escape(plan.destination)}: nothing to change")
+        if not dry_run:
+            console.print(f"{escape(plan.destination)}: {result.added:,} added, {result.removed:,} removed, "
+                          f"{result.retry:,} to retry, {result.failed:,} failed, {sum(result.skipped.values()):,} "
+                          f"skipped, {result.drift:,} drifted, {result.adopted:,} adopted")
+        for line in result.guards:
+            console.print(f"[yellow]guard[/yellow] {escape(line)}", soft_wrap=True)

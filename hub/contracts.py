@@ -156,13 +156,35 @@ class TagOp(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TagChange:
-    """One tag to add to or remove from one person in one destination."""
+    """One tag to add to or remove from one person in one destination.
+
+    ``tag`` is the full tag as the destination shows it (the namespace prefix included). ``remote_id`` is the
+    destination's id of the contact (HubSpot record id, Shopify customer GID, Mailchimp subscriber hash, ...),
+    found by the push engine through :meth:`Sink.lookup` or a linked source's identities.
+    """
 
     op: TagOp
     tag: str
     person_id: int
     email: str | None
     remote_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteContact:
+    """A contact as a destination knows it: its id there, its email, its tags and its subscription state.
+
+    Args:
+        remote_id: the destination's id of the contact (what :class:`TagChange` ``remote_id`` carries).
+        email: the contact's email as the destination has it.
+        tags: the contact's tags (all of them, the hub's and everyone else's; the engine filters by prefix).
+        status: a state that forbids tagging (``unsubscribed``, ``cleaned``, ``archived``, ...), or None.
+    """
+
+    remote_id: str
+    email: str | None
+    tags: frozenset[str] = frozenset()
+    status: str | None = None
 
 
 class Outcome(StrEnum):
@@ -182,12 +204,39 @@ class TagResult:
 
 @runtime_checkable
 class Sink(Protocol):
-    """A configured destination that applies tag changes in the vendor's batch sizes."""
+    """A configured destination that applies tag changes in the vendor's batch sizes.
+
+    The push engine decides *what* changes (diff against its ledger, ownership, consent, guards); a sink only
+    talks to the vendor, as few calls as the vendor allows, and reports per record what happened.
+
+    Attributes:
+        name: the destination entry's name.
+        batch_limits: the vendor's documented per-call limits by call kind (``{"tags_add": 100, ...}``), so the
+            engine can report the minimum number of calls a plan needs.
+    """
 
     name: str
+    batch_limits: Mapping[str, int]
+
+    def lookup(self, emails: Sequence[str]) -> dict[str, RemoteContact]:
+        """The destination's contacts for these normalized emails (missing ones are simply absent)."""
+        ...
+
+    def read_tags(self, prefix: str) -> Iterator[RemoteContact]:
+        """Every contact holding at least one tag starting with ``prefix`` (to reconcile a lost ledger)."""
+        ...
+
+    def ensure_tags(self, tags: Sequence[str]) -> None:
+        """Create what the vendor needs before a tag can be used (a static segment, a property option)."""
+        ...
 
     def apply(self, changes: Sequence[TagChange]) -> list[TagResult]:
-        """Apply the changes; return one result per change, in any order."""
+        """Apply the changes; return one result per change, in any order.
+
+        Per-record failures are results (RETRY for transient ones, SKIPPED with the vendor's reason for
+        permanent ones), never exceptions; a failed record never blocks the rest of its batch, and a record
+        is ACKNOWLEDGED only when the vendor confirmed it. Bad credentials raise ConfigError.
+        """
         ...
 
     def close(self) -> None:

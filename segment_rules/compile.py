@@ -15,7 +15,7 @@ compiled first); members of an exclusive group are "this member's rule and none 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -76,9 +76,11 @@ def holdout_bucket_py(person_id: int, segment: str) -> int:
 class Compiler:
     """Builds the SQL of one rule set at one ``as_of`` (see the module docstring)."""
 
-    def __init__(self, rules: RuleSet, as_of: datetime) -> None:
+    def __init__(self, rules: RuleSet, as_of: datetime, person_ids: Sequence[int] | None = None) -> None:
         self.rules = rules
         self.as_of = as_of
+        # An incremental evaluation restricts the event subqueries too, so they aggregate only those people.
+        self.person_ids = person_ids
         self.p = m.person
         self.f = m.person_feature
         self.s = m.person_score
@@ -163,6 +165,8 @@ class Compiler:
             a.c.deleted.is_(False),
             at <= sa.literal(self.as_of, m.UTCDateTime()),
         ]
+        if self.person_ids is not None:
+            where.append(a.c.person_id.in_(self.person_ids))
         if event.within is not None:
             where.append(at >= sa.literal(self.as_of - event.within, m.UTCDateTime()))
         if event.after is not None:

@@ -229,7 +229,7 @@ def write_memberships(
     Returns:
         Per segment: size, entries, exits, held-out members and quality warnings (also stored in segment_run).
     """
-    compiled = Compiler(rules, as_of).compile()
+    compiled = Compiler(rules, as_of, person_ids).compile()
     now = m.utcnow()
     changes: list[SegmentChange] = []
     with _write(store) as conn:

@@ -126,6 +126,24 @@ class DestinationConfigBase(ConnectionBase):
         description="Segments pushed here: a list of segment names, or a map segment -> tag name",
     )
     create_missing: bool = Field(False, description="Create contacts missing in the destination (off: skip them)")
+    source: str | None = Field(
+        None,
+        description="The source entry that pulls this same account: its record ids address contacts without "
+        "lookups (otherwise contacts are looked up by email)",
+    )
+    require_consent: list[Literal["granted", "pending", "denied", "undeliverable", "unknown"]] | None = Field(
+        None,
+        description="Only people whose consent is one of these get tags here (default: everyone segmented; people "
+        "who objected to profiling never are)",
+    )
+
+    @field_validator("tag_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        # Ownership rests on the prefix: an empty one would make every tag in the destination the hub's.
+        if not value.strip():
+            raise ValueError("must not be empty: the hub only removes tags that carry its prefix")
+        return value
 
 
 class StoreConfig(StrictModel):
@@ -220,6 +238,60 @@ class LoggingConfig(StrictModel):
     )
 
 
+class RetryConfig(StrictModel):
+    """Backoff across runs for records a destination could not take this time."""
+
+    base: str = Field("5m", description="Wait after the first failure; doubles with every further one")
+    max: str = Field("6h", description="Longest wait between two attempts")
+    max_attempts: int = Field(10, ge=1, description="After this many failures a record is skipped for good")
+
+    @field_validator("base", "max")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+def _both_events() -> list[Literal["entered", "exited"]]:
+    return ["entered", "exited"]
+
+
+class WebhookConfig(StrictModel):
+    """An outgoing webhook on segment entry and exit (Zapier, Make, n8n)."""
+
+    url: str = Field(description="Where the events are POSTed", examples=["https://hooks.zapier.com/hooks/catch/1/x/"])
+    secret: SecretRef = Field(description="Key of the HMAC-SHA256 signature in the X-Hub-Signature-256 header")
+    segments: list[str] | None = Field(None, description="Only these segments (default: every segment)")
+    events: list[Literal["entered", "exited"]] = Field(
+        default_factory=_both_events, description="Which membership changes are sent"
+    )
+    include_held_out: bool = Field(False, description="Also send held-out members (off: they stay untouched)")
+
+
+class PushConfig(StrictModel):
+    """How segment tags are pushed: the safety guards, drift handling, retries and webhooks."""
+
+    max_removal_share: float = Field(
+        0.25, ge=0, le=1, description="Refuse to remove more than this share of a tag's members in one run"
+    )
+    removal_guard_min: int = Field(
+        10, ge=0, description="The share guard applies from this many removals on (small tags may shrink freely)"
+    )
+    drift: Literal["restore", "respect"] = Field(
+        "respect",
+        description="A hub tag someone removed by hand: restore it, or respect the removal (always reported)",
+    )
+    reconcile_every: str = Field("1d", description="How often the remote tags are read back to detect drift")
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="Backoff for records that failed")
+    webhooks: dict[Slug, WebhookConfig] = Field(default_factory=dict, description="Outgoing webhooks, by name")
+
+    @field_validator("reconcile_every")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class HubConfig(StrictModel):
     """The whole ``config.yaml``.
 
@@ -235,6 +307,7 @@ class HubConfig(StrictModel):
     store: StoreConfig = Field(default_factory=StoreConfig, description="Where the hub keeps its data")
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig, description="Segment rules")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log level and format")
+    push: PushConfig = Field(default_factory=PushConfig, description="Push safety, drift, retries and webhooks")
     sources: dict[Slug, SourceConfigBase] = Field(
         default_factory=dict, description="Where contacts and activity come from, by entry name"
     )

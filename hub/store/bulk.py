@@ -60,9 +60,6 @@ class Bulk:
 
     # -- statements
 
-    def begin_page(self, conn: Connection) -> None:
-        """Set up the page's transaction for these statements (before the first of them)."""
-
     def insert(
         self,
         conn: Connection,
@@ -105,6 +102,23 @@ class Bulk:
     def rows(self, conn: Connection, sql: str, params: Sequence[Any]) -> list[Row]:
         """The rows of a query with driver placeholders, as plain tuples."""
         return [tuple(row) for row in conn.exec_driver_sql(sql, tuple(params))]
+
+    def by_unique_key(
+        self,
+        conn: Connection,
+        table: str,
+        columns: Sequence[str],
+        fixed: Sequence[tuple[str, Any]],
+        key: str,
+        values: Sequence[str],
+    ) -> list[Row]:
+        """``columns`` of the rows whose ``fixed`` columns equal their values and whose ``key`` is one of
+        ``values`` (distinct): a lookup by a unique index on (fixed columns, key), in (key, id) order."""
+        ph = self.placeholder
+        test, params = self.in_(values, "varchar")
+        where = " AND ".join([*(f"{c} = {ph}" for c, _ in fixed), f"{key}{test}"])
+        sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {where} ORDER BY {self.binary(key)}, id"
+        return self.rows(conn, sql, [*(v for _, v in fixed), *params])
 
     # -- helpers
 
@@ -173,20 +187,37 @@ class PostgresBulk(Bulk):
     def money(self, value: Decimal | None) -> Any:
         return value
 
-    def begin_page(self, conn: Connection) -> None:
-        # psycopg prepares a statement run five times, and PostgreSQL may then switch it to a generic plan.
-        # For "external_id = ANY($3)" the generic plan can use the unique index on (source, object_type)
-        # alone and filter the array, reading every row of the object type per lookup: seen on a table
-        # without statistics (autovacuum off), where a 1M-order load slowed down quadratically. The page's
-        # lookups are few and large, so planning each with its real array costs nothing by comparison.
-        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
-
     def binary(self, column: str) -> str:
         return f'{column} COLLATE "C"'
 
     def in_(self, values: Sequence[Any], sql_type: str) -> tuple[str, list[Any]]:
         # One array parameter instead of thousands: the server plans the same "= ANY(array)" either way.
         return f" = ANY({self.placeholder}::{sql_type}[])", [list(values)]
+
+    def by_unique_key(
+        self,
+        conn: Connection,
+        table: str,
+        columns: Sequence[str],
+        fixed: Sequence[tuple[str, Any]],
+        key: str,
+        values: Sequence[str],
+    ) -> list[Row]:
+        # One index probe per value, whatever the statistics say. As "key = ANY($n)" the planner may use
+        # the unique index for the fixed columns alone and filter the array: when it believes few rows
+        # match them (no statistics yet, as in a first load, or stale ones), that reads every row of the
+        # source per lookup and a million-row load turns quadratic. A LATERAL subquery with LIMIT 1 (the key
+        # is unique) cannot be flattened into such a plan.
+        ph = self.placeholder
+        where = " AND ".join([*(f"t.{c} = {ph}" for c, _ in fixed), f"t.{key} = k.value"])
+        cols = ", ".join(f"t.{c}" for c in columns)
+        sql = (
+            f"SELECT x.* FROM unnest({ph}::varchar[]) AS k(value) CROSS JOIN LATERAL "
+            f"(SELECT {cols}, t.id FROM {table} AS t WHERE {where} LIMIT 1) AS x "
+            f"ORDER BY {self.binary('x.' + key)}, x.id"
+        )
+        rows = self.rows(conn, sql, [list(values), *(v for _, v in fixed)])
+        return [row[:-1] for row in rows]  # without the id, as on SQLite
 
     def insert(
         self,

@@ -367,6 +367,27 @@ class PersonScore(SQLModel, table=True):
     cluster: int | None = None
 
 
+class WebhookEvent(SQLModel, table=True):
+    """A segment entry or exit waiting for (or done with) delivery to one outgoing webhook."""
+
+    __tablename__ = "webhook_event"
+    __table_args__ = (
+        sa.UniqueConstraint("webhook", "event_key", name="uq_webhook_event_key"),
+        sa.Index("ix_webhook_event_due", "webhook", "delivered_at", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    webhook: str = Field(max_length=100)
+    # "<stay id>:entered" or "<stay id>:exited": one event per membership change, whatever reruns happen.
+    event_key: str = Field(max_length=100)
+    payload: dict[str, Any] | None = _json()
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts(nullable=True)
+    delivered_at: datetime | None = _ts(nullable=True)
+    last_error: str | None = None
+    created_at: datetime = _ts()
+
+
 def table(model: type[SQLModel]) -> sa.Table:
     """The Core ``Table`` of a model class (the writers use Core statements, not ORM objects)."""
     result = model.__table__  # type: ignore[attr-defined]
@@ -393,6 +414,7 @@ connector_lock = table(ConnectorLock)
 model_artifact = table(ModelArtifact)
 person_feature = table(PersonFeature)
 person_score = table(PersonScore)
+webhook_event = table(WebhookEvent)
 
 # The tables of this store, in creation order (every FK points backwards in this tuple).
 TABLES = (
@@ -410,4 +432,5 @@ TABLES = (
     model_artifact,
     person_feature,
     person_score,
+    webhook_event,
 )

@@ -408,7 +408,6 @@ class Store:
         prepared = _prepare(page.records)
         now = m.utcnow()
         with self._write() as conn:
-            self._bulk.begin_page(conn)
             changed = self._write_raw(conn, source, source_type, prepared, now, stats)
             if changed:
                 if conn.dialect.name == "postgresql":
@@ -606,14 +605,12 @@ class _PageWriter:
         written, and moves with VACUUM) must not choose it.
         """
         bulk = self.bulk
+        columns = ("person_id", "source", "external_id", "email")
+        if source is not None:  # (source, external_id) is unique
+            return bulk.by_unique_key(self.conn, "identity", columns, [("source", source)], column, values)
         test, params = bulk.in_(values, "varchar")
-        condition = f"{column}{test}"
-        if source is not None:
-            condition = f"source = {bulk.placeholder} AND {condition}"
-            params = [source, *params]
         sql = (
-            f"SELECT person_id, source, external_id, email FROM identity WHERE {condition} "
-            f"ORDER BY {bulk.binary(column)}, id"
+            f"SELECT {', '.join(columns)} FROM identity WHERE {column}{test} ORDER BY {bulk.binary(column)}, id"
         )
         return bulk.rows(self.conn, sql, params)
 
@@ -877,15 +874,13 @@ def _stored_hashes(
     for p in prepared:
         by_type[p.record.object_type].append(p.record.external_id)
     out: dict[tuple[str, str], tuple[str, bool]] = {}
-    ph = bulk.placeholder
+    columns = ("external_id", "content_hash", "is_person")
     for object_type, ids in by_type.items():
+        fixed = [("source", source), ("object_type", object_type)]
         for chunk in _chunks(ids):
-            test, params = bulk.in_(chunk, "varchar")
-            sql = (
-                "SELECT external_id, content_hash, is_person FROM raw_record "
-                f"WHERE source = {ph} AND object_type = {ph} AND external_id{test}"
-            )
-            for external_id, digest, is_person in bulk.rows(conn, sql, [source, object_type, *params]):
+            for external_id, digest, is_person in bulk.by_unique_key(
+                conn, "raw_record", columns, fixed, "external_id", chunk
+            ):
                 out[(object_type, external_id)] = (digest, bool(is_person))
     return out
 
