@@ -125,6 +125,23 @@ def render_summary(summary: Any, console: Console | None = None) -> None:
             table.add_row(escape(str(k)), f"{v:,}" if isinstance(v, int) else escape(str(v)))
         console.print(table)
     runs = data.get("last_runs") or []
+    pushes = [r for r in runs if r.get("kind") == "push"]
+    if pushes:
+        table = Table(title="Destinations (last push)", title_justify="left")
+        for col in ("destination", "finished", "status", "added", "removed", "retry", "failed", "blocked", "drift",
+                    "skipped"):
+            text = col in ("destination", "finished", "status", "skipped")
+            table.add_column(col, justify="left" if text else "right")
+        for run in pushes:
+            counts = run.get("counts") or {}
+            skipped = ", ".join(f"{n} {k.split(':', 1)[1]}" for k, n in sorted(counts.items())
+                                if k.startswith("skipped:")) or str(counts.get("skipped", 0))
+            table.add_row(escape(str(run.get("target"))), escape(str(run.get("finished_at") or "")[:19]),
+                          escape(str(run.get("status"))),
+                          *(f"{int(counts.get(k, 0)):,}" for k in ("added", "removed", "retry", "failed", "blocked",
+                                                                    "drift")),
+                          escape(skipped))
+        console.print(table)
     if runs:
         table = Table(title="Last runs", title_justify="left")
         for col in ("kind", "target", "status", "started_at", "finished_at", "error"):

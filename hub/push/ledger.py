@@ -97,23 +97,16 @@ class Write:
 
 
 def write(conn: Connection, destination: str, writes: Sequence[Write], now: datetime) -> None:
-    """Apply ledger changes; also drops rows stored under merged-away ids for the same (person, tag)."""
+    """Apply ledger changes (upserts and deletes); rows stored under merged-away ids for the same (person, tag)
+    are dropped, the winner's row now speaks for the contact."""
     if not writes:
         return
-    pl, p = m.push_ledger, m.person
-    people = sorted({w.person_id for w in writes})
-    # Rows stored under ids merged into these people are replaced by the rows written under the winner.
-    for chunk in _chunks(people):
-        losers = sa.select(p.c.id).where(p.c.merged_into.in_(chunk))
-        tags = {w.tag for w in writes if w.person_id in set(chunk)}
-        conn.execute(sa.delete(pl).where(pl.c.destination == destination, pl.c.person_id.in_(losers),
-                                         pl.c.tag.in_(sorted(tags))))
-    keys = [(w.person_id, w.tag) for w in writes]
-    for chunk in _chunks(keys):
+    pl = m.push_ledger
+    _drop_merged_copies(conn, destination, writes)
+    gone = [(w.person_id, w.tag) for w in writes if w.state is None]
+    for chunk in _chunks(gone):
         conn.execute(
-            sa.delete(pl).where(
-                pl.c.destination == destination, sa.tuple_(pl.c.person_id, pl.c.tag).in_(list(chunk))
-            )
+            sa.delete(pl).where(pl.c.destination == destination, sa.tuple_(pl.c.person_id, pl.c.tag).in_(list(chunk)))
         )
     rows = [
         {"destination": destination, "person_id": w.person_id, "tag": w.tag, "state": w.state.value,
@@ -121,8 +114,30 @@ def write(conn: Connection, destination: str, writes: Sequence[Write], now: date
          "last_error": w.last_error, "updated_at": now}
         for w in writes if w.state is not None
     ]
+    if not rows:
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(pl)
+    upsert = insert.on_conflict_do_update(
+        index_elements=[pl.c.destination, pl.c.person_id, pl.c.tag],
+        set_={c: insert.excluded[c] for c in ("state", "remote_id", "attempts", "next_attempt_at", "last_error",
+                                               "updated_at")},
+    )
     for start in range(0, len(rows), _CHUNK):
-        conn.execute(sa.insert(pl), rows[start : start + _CHUNK])
+        conn.execute(upsert, rows[start : start + _CHUNK])
+
+
+def _drop_merged_copies(conn: Connection, destination: str, writes: Sequence[Write]) -> None:
+    pl, p = m.push_ledger, m.person
+    people = sorted({w.person_id for w in writes})
+    for chunk in _chunks(people):
+        losers = dict(conn.execute(sa.select(p.c.id, p.c.merged_into).where(p.c.merged_into.in_(chunk))).all())
+        if not losers:
+            continue
+        tags = sorted({w.tag for w in writes if w.person_id in set(losers.values())})
+        conn.execute(sa.delete(pl).where(pl.c.destination == destination, pl.c.person_id.in_(sorted(losers)),
+                                         pl.c.tag.in_(tags)))
 
 
 def backoff(attempts: int, base: timedelta, cap: timedelta) -> timedelta:
