@@ -385,16 +385,23 @@ def _exit_for(results: Sequence[SyncResult]) -> None:
 @app.command()
 @handle_errors
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """What is in the store and how the last runs went."""
-    from hub.cli_progress import render_summary
+    """What is in the store, how the last runs went, and each connector's health under the daemon."""
+    from hub.cli_progress import render_health, render_segment_sizes, render_summary
+    from hub.daemon import health
+    from segment_rules.report import latest_sizes
 
     loaded = _load(config)
     with _store(loaded) as store:
         summary = store.summary()
+        connectors = health.read_all(store)
+        sizes = latest_sizes(store)
     if as_json:
-        _print_json(summary.as_dict())
+        _print_json({**summary.as_dict(), "connectors": {k: v.as_dict() for k, v in connectors.items()},
+                     "segments": sizes})
         return
     render_summary(summary)
+    render_health(connectors)
+    render_segment_sizes(sizes)
 
 
 @app.command()
@@ -482,6 +489,55 @@ def segment(
         _print_json(result.as_dict())
         return
     render_segments(result)
+
+
+@app.command()
+@handle_errors
+def run(
+    config: ConfigOpt = None,
+    http: Annotated[
+        str | None, typer.Option("--http", help="Serve /healthz and /metrics on HOST:PORT (e.g. 127.0.0.1:9108).")
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="human or json (default: the config's logging.format).")
+    ] = None,
+) -> None:
+    """Run the daemon: scheduled pulls, then segments and pushes; stops cleanly on SIGTERM."""
+    from hub.config.loader import default_config_path
+    from hub.daemon.service import Daemon, parse_http
+    from hub.errors import ConfigError
+    from hub.logsetup import setup_logging
+
+    loaded = _load(config)
+    if log_format is not None:
+        setup_logging(os.environ.get("HUB_LOG_LEVEL", loaded.model.logging.level), log_format)
+    try:
+        address = parse_http(http) if http else None
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="--http") from None
+    path = config or default_config_path()
+    with _store(loaded) as store:
+        Daemon(path, loaded, store, _context, http=address).run()
+
+
+@app.command()
+@handle_errors
+def resume(
+    name: Annotated[str, typer.Argument(help="The paused source (or destination) to run again.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Lift the pause of a source or destination the daemon paused after repeated failures."""
+    from hub.daemon import health
+    from hub.errors import ConfigError
+
+    loaded = _load(config)
+    model = loaded.model
+    kind = "source" if name in model.sources else "destination" if name in model.destinations else None
+    if kind is None:
+        raise ConfigError(f"no source or destination named {name!r} in the config")
+    with _store(loaded) as store:
+        lifted = health.resume(store, health.key(kind, name))
+    sys.stdout.write(f"{kind} {name}: {'resumed' if lifted else 'was not paused'}\n")
 
 
 @app.command()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +12,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from hub.config.models import parse_duration
+from hub.daemon import health
 from hub.errors import ConfigError, HubError
+from hub.locks import connector_lock
 from hub.redact import redact
 from hub.sync import SyncResult, build_source, sync_source
 
@@ -74,7 +77,11 @@ def _sync_one(
     tasks: dict[str, Any] = {}
     totals: dict[str, list[int]] = {}
 
+    lock_box: list[Any] = []
+
     def on_page(stream: str, page: Page, _stats: Any) -> None:
+        for lock in lock_box:
+            lock.renew()
         if stream not in tasks:
             tasks[stream] = progress.add_task(f"{name}/{stream}", total=None, info="")
             totals[stream] = [0, 0]
@@ -84,8 +91,13 @@ def _sync_one(
         progress.update(tasks[stream], advance=1, info=f"{rec:,} records, {skip:,} skipped")
 
     try:
-        result = sync_source(store, source, loaded.model.sources[name].type, streams=streams, full=full,
-                             progress=on_page)
+        # The daemon and other `hub sync`s never run this source at the same time (a lock in the store).
+        with connector_lock(store, f"sync:{name}", ttl=parse_duration(loaded.model.daemon.lock_ttl)) as lock:
+            lock_box.append(lock)
+            result = sync_source(store, source, loaded.model.sources[name].type, streams=streams, full=full,
+                                 progress=on_page)
+        if result.status != "failed":
+            health.record_success(store, health.key("source", name))  # a good run by hand lifts a pause
     except ConfigError as exc:
         # Bad credentials or scope stop this source only; the others still run.
         return _failed(console, name, "config_error", exc)
@@ -268,3 +280,35 @@ def render_push(outcomes: Sequence[tuple[Any, Any]], *, dry_run: bool, console: 
                           f"skipped, {result.drift:,} drifted, {result.adopted:,} adopted")
         for line in result.guards:
             console.print(f"[yellow]guard[/yellow] {escape(line)}", soft_wrap=True)
+
+
+def render_health(connectors: Mapping[str, Any], console: Console | None = None) -> None:
+    """Per connector: paused or not, failures in a row, last success, last error, next run."""
+    if not connectors:
+        return
+    console = console or Console()
+    table = Table(title="Connectors (daemon)", title_justify="left")
+    for col in ("connector", "state", "failures", "last success", "next run", "last error"):
+        table.add_column(col)
+    for name, h in connectors.items():
+        state = "[red]paused[/red]" if h.paused else "ok"
+        table.add_row(escape(name), state, str(h.consecutive_failures), _when(h.last_success_at),
+                      _when(h.next_run_at), escape(h.paused_reason or h.last_error or ""))
+    console.print(table)
+
+
+def render_segment_sizes(sizes: Mapping[str, Any], console: Console | None = None) -> None:
+    """Per segment: members after the last evaluation, and the change it brought."""
+    if not sizes:
+        return
+    console = console or Console()
+    table = Table(title="Segments (last evaluation)", title_justify="left")
+    for col, justify in (("segment", "left"), ("members", "right"), ("entered", "right"), ("left", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for name, row in sizes.items():
+        table.add_row(escape(name), f"{row['size']:,}", f"+{row['entered']:,}", f"-{row['exited']:,}")
+    console.print(table)
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else ""

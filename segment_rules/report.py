@@ -39,6 +39,17 @@ def latest_warnings(store: Store) -> list[str]:
         ]
 
 
+def latest_sizes(store: Store) -> dict[str, dict[str, int]]:
+    """Per segment, the size, entries and exits of its latest evaluation."""
+    r = m.segment_run
+    with store.engine.connect() as conn:
+        latest = sa.select(sa.func.max(r.c.id)).where(r.c.segment != RUN_WIDE).group_by(r.c.segment).scalar_subquery()
+        rows = conn.execute(
+            sa.select(r.c.segment, r.c.size, r.c.entered, r.c.exited).where(r.c.id.in_(latest)).order_by(r.c.segment)
+        )
+        return {str(s): {"size": int(n), "entered": int(e), "exited": int(x)} for s, n, e, x in rows}
+
+
 def changed_since_last_run(store: Store) -> list[int] | None:
     """People whose data changed since the last successful evaluation started; None when there was none."""
     run, p = m.run, m.person

@@ -165,13 +165,17 @@ def test_a_file_that_is_not_a_config_is_one_line(text: str, line: str, fake_spec
 
 
 def test_config_errors_in_a_real_process_with_the_installed_connectors(tmp_path: Path) -> None:
-    write(tmp_path / "bad.yaml", "version: 2\nsources:\n  crm: {type: hubspot, token: env:T}\n")
+    from hub.registry import connectors
+
+    installed = ", ".join(sorted(n for n, spec in connectors().items() if spec.source_config is not None))
+    write(tmp_path / "bad.yaml", "version: 2\nsources:\n  crm: {type: salesforce, token: env:T}\n")
     done = run_hub(["check", "--config", "bad.yaml"], cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         "bad.yaml:1:10: version: must be 1",
-        "bad.yaml:3:15: sources.crm.type: unknown source type 'hubspot' (installed source types: csv)",
+        f"bad.yaml:3:15: sources.crm.type: unknown source type 'salesforce' (installed source types: {installed})",
     ]
+    assert "csv" in installed  # the entry points of this very checkout are what the process found
     assert done.stdout == ""
     assert "Traceback" not in done.stderr
 
@@ -392,7 +396,7 @@ def test_config_schema_is_a_valid_draft_2020_12_schema_the_example_satisfies() -
         {"loging": {"level": "INFO"}},
         {"version": 2},
         {"sources": {"Bad Name": {"type": "csv", "files": []}}},
-        {"sources": {"shop": {"type": "hubspot"}}},
+        {"sources": {"shop": {"type": "salesforce"}}},
         {"store": {"url": 5}},
     ],
 )

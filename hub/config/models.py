@@ -292,6 +292,39 @@ class PushConfig(StrictModel):
         return value
 
 
+class DaemonConfig(StrictModel):
+    """How `hub run` schedules and protects the pipeline."""
+
+    failure_threshold: int = Field(
+        3, ge=1, description="Pause a source after this many failed runs in a row (a config error pauses at once)"
+    )
+    sweep: str = Field(
+        "0 3 * * *",
+        description="Cron expression (config time zone) of the daily full segment evaluation and model refit: "
+        "time-window rules change with no new data",
+    )
+    default_schedule: Schedule | None = Field(
+        None, description="Schedule of sources without their own (default: such sources only run by hand)"
+    )
+    misfire_grace: str = Field("5m", description="A run missed by less than this (the host slept) still runs")
+    lock_ttl: str = Field("10m", description="A crashed process's connector lock expires after this long")
+    push_after_sync: bool = Field(True, description="Re-evaluate changed people and push right after each sync")
+    watch_config: bool = Field(True, description="Reload the config when its file changes (SIGHUP always does)")
+
+    @field_validator("misfire_grace", "lock_ttl")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @field_validator("sweep")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("cron needs 5 fields: minute hour day-of-month month day-of-week")
+        return value
+
+
 class HubConfig(StrictModel):
     """The whole ``config.yaml``.
 
@@ -308,6 +341,7 @@ class HubConfig(StrictModel):
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig, description="Segment rules")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Log level and format")
     push: PushConfig = Field(default_factory=PushConfig, description="Push safety, drift, retries and webhooks")
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig, description="How `hub run` schedules the pipeline")
     sources: dict[Slug, SourceConfigBase] = Field(
         default_factory=dict, description="Where contacts and activity come from, by entry name"
     )

@@ -21,8 +21,9 @@ Rules
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from hub.contracts import Consent
 
@@ -87,6 +88,7 @@ class Profile:
     consent: str = Consent.UNKNOWN.value
     seen: bool = True
     deleted: bool = False
+    properties: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class PersonView:
     phone: str | None
     consent: str
     deleted: bool
+    properties: dict[str, Any] | None = None
 
 
 def _profile_order(p: Profile) -> tuple[bool, bool, str, str, str, str, str, str]:
@@ -131,7 +134,18 @@ def person_view(profiles: Sequence[Profile]) -> PersonView:
         phone=_first(p.phone for p in ordered),
         consent=strictest_consent(p.consent for p in ordered),
         deleted=bool(described) and all(p.deleted for p in described),
+        properties=merged_properties(p.properties for p in ordered if not p.deleted),
     )
+
+
+def merged_properties(parts: Iterable[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """Source properties merged over profiles in view order: the first non-empty value of a name wins."""
+    merged: dict[str, Any] = {}
+    for part in parts:
+        for name, value in (part or {}).items():
+            if name not in merged and value not in (None, ""):
+                merged[name] = value
+    return merged or None
 
 
 # ----------------------------------------------------------------------------------------------- resolver

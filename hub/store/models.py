@@ -388,6 +388,26 @@ class WebhookEvent(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class ConnectorHealth(SQLModel, table=True):
+    """How a source or destination has been doing under the daemon: the failure breaker and its heartbeat.
+
+    ``consecutive_failures`` counts runs failed in a row; past the configured threshold (or at once on a
+    ConfigError) the connector is ``paused`` with ``paused_reason`` until a run succeeds or ``hub resume``.
+    """
+
+    __tablename__ = "connector_health"
+
+    name: str = Field(primary_key=True, max_length=120)  # "source:crm", "destination:crm-tags"
+    consecutive_failures: int = 0
+    paused: bool = False
+    paused_reason: str | None = None
+    last_run_at: datetime | None = _ts(nullable=True)
+    last_success_at: datetime | None = _ts(nullable=True)
+    last_error: str | None = None
+    last_error_at: datetime | None = _ts(nullable=True)
+    next_run_at: datetime | None = _ts(nullable=True)
+
+
 def table(model: type[SQLModel]) -> sa.Table:
     """The Core ``Table`` of a model class (the writers use Core statements, not ORM objects)."""
     result = model.__table__  # type: ignore[attr-defined]
@@ -415,6 +435,7 @@ model_artifact = table(ModelArtifact)
 person_feature = table(PersonFeature)
 person_score = table(PersonScore)
 webhook_event = table(WebhookEvent)
+connector_health = table(ConnectorHealth)
 
 # The tables of this store, in creation order (every FK points backwards in this tuple).
 TABLES = (
@@ -433,4 +454,5 @@ TABLES = (
     person_feature,
     person_score,
     webhook_event,
+    connector_health,
 )

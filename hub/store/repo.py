@@ -99,7 +99,9 @@ _ACTIVITY_KEY = ("source", "type", "external_id")
 _ACTIVITY_UPDATE = _updated(_ACTIVITY_COLUMNS, "source type external_id")
 _NEW_PERSON_COLUMNS = ("id", "consent", "deleted", "created_at", "changed_at")
 _JSON_NULL = json_value(None)
-_PERSON_VIEW_COLUMNS = ("email", "first_name", "last_name", "phone", "consent", "deleted", "changed_at")
+_PERSON_VIEW_COLUMNS = (
+    "email", "first_name", "last_name", "phone", "consent", "deleted", "properties", "changed_at"
+)
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -793,10 +795,10 @@ class _PageWriter:
         for chunk in _chunks(people):
             test, params = bulk.in_(chunk, "integer")
             sql = (
-                "SELECT person_id, source, external_id, email, first_name, last_name, phone, consent, seen, deleted "
-                f"FROM identity WHERE person_id{test}"
+                "SELECT person_id, source, external_id, email, first_name, last_name, phone, consent, seen, deleted, "
+                f"properties FROM identity WHERE person_id{test}"
             )
-            for pid, source, external_id, email, first, last, phone, consent, seen, deleted in bulk.rows(
+            for pid, source, external_id, email, first, last, phone, consent, seen, deleted, props in bulk.rows(
                 self.conn, sql, params
             ):
                 profiles[pid].append(
@@ -810,14 +812,16 @@ class _PageWriter:
                         consent=consent,
                         seen=bool(seen),  # SQLite returns 0/1
                         deleted=bool(deleted),
+                        properties=_json_object(props),
                     )
                 )
         rows = []
         stamp = self.stamp
         for pid in people:
             view = ident.person_view(profiles.get(pid, []))
+            props = json_value(view.properties) if view.properties else _JSON_NULL
             rows.append(
-                (pid, view.email, view.first_name, view.last_name, view.phone, view.consent, view.deleted, stamp)
+                (pid, view.email, view.first_name, view.last_name, view.phone, view.consent, view.deleted, props, stamp)
             )
         self.bulk.update(self.conn, m.person, "id", _PERSON_VIEW_COLUMNS, rows)
 
@@ -864,6 +868,13 @@ class _PageWriter:
             test, params = bulk.in_(chunk, "integer")
             sql = f"UPDATE person SET changed_at = {bulk.placeholder} WHERE id{test}"
             self.conn.exec_driver_sql(sql, (self.stamp, *params))
+
+
+def _json_object(value: Any) -> dict[str, Any] | None:
+    """A JSON column read through the raw driver: text on SQLite, already decoded on PostgreSQL."""
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value if isinstance(value, dict) else None
 
 
 def _stored_hashes(

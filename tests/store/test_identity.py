@@ -86,6 +86,10 @@ profiles = st.builds(
     consent=st.sampled_from([c.value for c in Consent]),
     seen=st.booleans(),
     deleted=st.booleans(),
+    properties=st.one_of(
+        st.none(),
+        st.dictionaries(st.sampled_from(["country", "city", "lifecycle_stage"]), st.sampled_from(["", "DE", "x"])),
+    ),
 )
 
 
@@ -108,6 +112,17 @@ def test_person_view_rules() -> None:
     assert not view.deleted  # one live profile remains
     assert person_view([Profile("shop", "1", None, deleted=True), Profile("x", None, "e@x", seen=False)]).deleted
     assert not person_view([Profile("mail", None, "e@x.com", seen=False)]).deleted
+
+
+def test_person_properties_merge_live_profiles_first_value_wins() -> None:
+    view = person_view([
+        Profile("shop", "1", "a@x.com", properties={"country": "DE", "city": ""}),
+        Profile("crm", "9", "a@x.com", properties={"country": "FR", "city": "Lyon", "lifecycle_stage": "customer"}),
+        Profile("mail", "m", "a@x.com", deleted=True, properties={"tier": "gold"}),
+    ])
+    # crm sorts before shop; an empty value never hides another source's; a deleted profile contributes nothing.
+    assert view.properties == {"country": "FR", "city": "Lyon", "lifecycle_stage": "customer"}
+    assert person_view([Profile("shop", "1", "a@x.com", properties={"city": ""})]).properties is None
 
 
 # ---------------------------------------------------------------------------------------------- resolver

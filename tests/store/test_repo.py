@@ -188,6 +188,22 @@ def test_same_email_from_two_sources_is_one_person(store: Store) -> None:
     assert shop.email_seen == "  Ann.Lee@Example.COM "  # as the source wrote it
 
 
+def test_person_properties_merge_every_source_and_follow_changes(store: Store) -> None:
+    def with_props(external_id: str, email: str, props: dict[str, Any]) -> Record:
+        person = PersonData(email=email, properties=props)
+        return Record("contact", external_id, {"id": external_id, **props}, person=person)
+
+    commit(store, "shop", [with_props("1", "ann@example.com", {"country": "DE", "city": "Berlin"})])
+    commit(store, "crm", [with_props("9", "ann@example.com", {"lifecycle_stage": "customer", "country": "AT"})])
+    (ann,) = live_people(store)
+    # crm sorts before shop in the view, so its country wins; each source fills what the other lacks.
+    assert ann.properties == {"lifecycle_stage": "customer", "country": "AT", "city": "Berlin"}
+
+    commit(store, "crm", [with_props("9", "ann@example.com", {"lifecycle_stage": "evangelist"})])
+    (ann,) = live_people(store)
+    assert ann.properties == {"lifecycle_stage": "evangelist", "country": "DE", "city": "Berlin"}
+
+
 def test_merge_by_email_is_logged_and_explained(store: Store) -> None:
     commit(store, "shop", [contact("1", "ann@example.com", first_name="Ann")])
     commit(store, "crm", [contact("9", None)])

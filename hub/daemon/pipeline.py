@@ -1,0 +1,215 @@
+"""The jobs the daemon runs: pull a source, then segments for the people who changed, then push; a daily sweep.
+
+Each job takes the connector's lock in the store first (:mod:`hub.locks`), so ``hub sync`` by hand and a
+second daemon never run the same connector at the same time, and a crashed holder's lock expires. Failures go
+to the breaker (:mod:`hub.daemon.health`): a source failing ``failure_threshold`` times in a row, or with a
+ConfigError, is paused while the other sources keep running. A stop request (SIGTERM) ends a sync after the page
+it is on, which is committed with its checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hub.config.models import parse_duration
+from hub.daemon import health
+from hub.daemon.metrics import Metrics
+from hub.errors import ConfigError, HubError
+from hub.locks import LockHeld, connector_lock
+from hub.store import Store
+
+if TYPE_CHECKING:
+    from hub.config.loader import LoadedConfig
+    from hub.registry import BuildContext
+
+logger = logging.getLogger(__name__)
+
+SEGMENT_LOCK = "segment"
+
+
+@dataclass
+class Pipeline:
+    """Everything a job needs; ``config`` is swapped in place when the daemon reloads its config file.
+
+    Args:
+        config: the current validated config.
+        store: the open store.
+        context_for: builds the connectors' BuildContext from a config (transports for sandboxes in tests).
+        holder: this process's lock holder name.
+        stop: set when the daemon is shutting down.
+        metrics: the Prometheus metrics.
+    """
+
+    config: LoadedConfig
+    store: Store
+    context_for: Callable[[LoadedConfig], BuildContext]
+    holder: str
+    stop: threading.Event = field(default_factory=threading.Event)
+    metrics: Metrics = field(default_factory=Metrics)
+    _pipeline_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def _ttl(self) -> Any:
+        return parse_duration(self.config.model.daemon.lock_ttl)
+
+    # -- sources
+
+    def run_source(self, name: str) -> None:
+        """One scheduled sync of ``name``, then segments and pushes when it changed anything."""
+        key = health.key("source", name)
+        current = health.read(self.store, key)
+        if current is not None and current.paused:
+            logger.info("source %s is paused (%s): skipped; `hub resume %s` lifts it", name, current.paused_reason,
+                        name)
+            return
+        if self.stop.is_set():
+            return
+        started = time.perf_counter()
+        changed = False
+        try:
+            changed = self._sync(name)
+        except LockHeld as exc:
+            logger.info("source %s: %s", name, exc)
+            return
+        except HubError as exc:
+            self._failed("sync", name, key, exc, started)
+            return
+        except Exception as exc:  # a bug in a connector must not take the daemon down
+            logger.exception("source %s: unexpected error", name)
+            self._failed("sync", name, key, HubError(f"unexpected {type(exc).__name__}: {exc}"), started)
+            return
+        health.record_success(self.store, key)
+        self.metrics.paused.labels(key).set(0)
+        self._observe("sync", name, "ok", started)
+        if changed and self.config.model.daemon.push_after_sync and not self.stop.is_set():
+            self.segments_and_push(incremental=True)
+
+    def _sync(self, name: str) -> bool:
+        from hub.sync import build_source, sync_source
+
+        loaded = self.config
+        entry = loaded.model.sources[name]
+        with connector_lock(self.store, f"sync:{name}", ttl=self._ttl, holder=self.holder) as lock:
+            source = build_source(loaded, name, self.context_for(loaded))
+            try:
+                result = sync_source(self.store, source, entry.type, stop=self.stop,
+                                     progress=lambda *_: lock.renew())
+            finally:
+                stats = getattr(source, "http_stats", None)
+                if callable(stats):
+                    self.metrics.http_stats(name, stats())
+                source.close()
+        counts = result.counts
+        self.metrics.records.labels(name).inc(counts.get("records", 0))
+        self.metrics.skipped.labels(name).inc(counts.get("skipped", 0))
+        if result.status == "failed":
+            raise HubError(result.error or "sync failed")
+        return any(counts.get(k, 0) for k in ("records_new", "records_changed", "records_deleted"))
+
+    def _failed(self, kind: str, name: str, key: str, exc: HubError, started: float) -> None:
+        threshold = self.config.model.daemon.failure_threshold
+        state = health.record_failure(self.store, key, str(exc), threshold=threshold,
+                                      config_error=isinstance(exc, ConfigError))
+        self.metrics.paused.labels(key).set(1 if state.paused else 0)
+        self._observe(kind, name, "config_error" if isinstance(exc, ConfigError) else "failed", started)
+        if state.paused:
+            logger.error("%s %s paused: %s", kind, name, state.paused_reason)
+        else:
+            logger.warning("%s %s failed (%d in a row): %s", kind, name, state.consecutive_failures, exc)
+
+    def _observe(self, kind: str, target: str, status: str, started: float) -> None:
+        self.metrics.runs.labels(kind, target, status).inc()
+        self.metrics.duration.labels(kind, target).observe(time.perf_counter() - started)
+
+    # -- segments and push
+
+    def sweep(self) -> None:
+        """The daily job: a full evaluation (time windows moved, models refit), then push."""
+        self.segments_and_push(incremental=False)
+
+    def segments_and_push(self, *, incremental: bool) -> None:
+        """Re-evaluate (only the changed people when ``incremental``), queue webhook events, push every destination.
+
+        One process at a time across the daemon's threads and other processes (the segment lock).
+        """
+        if not self._pipeline_lock.acquire(blocking=False):
+            return  # another job of this daemon is already doing it; its evaluation will see these changes
+        try:
+            with connector_lock(self.store, SEGMENT_LOCK, ttl=self._ttl, holder=self.holder):
+                self._evaluate(incremental)
+                self._push_all()
+        except LockHeld as exc:
+            logger.info("segments: %s", exc)
+        except HubError as exc:
+            logger.error("segments and push failed: %s", exc)
+        finally:
+            self._pipeline_lock.release()
+
+    def _evaluate(self, incremental: bool) -> None:
+        from hub.push.service import queue_webhooks
+        from segment_rules.configured import load_configured_rules, quality_settings, rules_folder, scoring_settings
+        from segment_rules.engine import evaluate
+        from segment_rules.report import changed_since_last_run
+
+        loaded = self.config
+        if not rules_folder(loaded).exists():
+            return
+        started = time.perf_counter()
+        people = changed_since_last_run(self.store) if incremental else None
+        if people == []:
+            return
+        result = evaluate(self.store, load_configured_rules(loaded), settings=scoring_settings(loaded),
+                          quality=quality_settings(loaded), person_ids=people)
+        for change in result.segments:
+            self.metrics.segment_size.labels(change.segment).set(change.size)
+        self._observe("segment", "incremental" if result.incremental else "full", "ok", started)
+        queue_webhooks(self.store, loaded.model.push)
+
+    def _push_all(self) -> None:
+        from hub.push.plan import targeting_for
+        from hub.push.service import PushOptions, deliver_webhooks, push_destination, segment_tags_from_rules
+        from hub.registry import get_connector
+        from segment_rules.configured import load_configured_rules, rules_folder
+
+        loaded = self.config
+        model = loaded.model
+        if not model.destinations or not rules_folder(loaded).exists():
+            return
+        tags, rule_destinations = segment_tags_from_rules(load_configured_rules(loaded))
+        sources = [n for n, e in model.sources.items() if e.enabled]
+        ctx = self.context_for(loaded)
+        for name, entry in model.destinations.items():
+            if not entry.enabled or self.stop.is_set():
+                continue
+            key = health.key("destination", name)
+            current = health.read(self.store, key)
+            if current is not None and current.paused:
+                continue
+            started = time.perf_counter()
+            try:
+                with connector_lock(self.store, f"push:{name}", ttl=self._ttl, holder=self.holder):
+                    spec = get_connector(entry.type)
+                    if spec.build_sink is None:
+                        raise ConfigError(f"connector {entry.type!r} cannot be a destination")
+                    sink = spec.build_sink(entry, name, ctx)
+                    try:
+                        targeting = targeting_for(name, entry, tags, rule_destinations)
+                        _, result = push_destination(self.store, targeting, sink, model.push, sources, PushOptions())
+                    finally:
+                        sink.close()
+            except LockHeld as exc:
+                logger.info("destination %s: %s", name, exc)
+                continue
+            except HubError as exc:
+                self._failed("push", name, key, exc, started)
+                continue
+            health.record_success(self.store, key)
+            for outcome in ("added", "removed", "retry", "failed", "skipped", "blocked"):
+                self.metrics.push.labels(name, outcome).inc(result.counts().get(outcome, 0))
+            self._observe("push", name, "ok", started)
+        deliver_webhooks(self.store, model.push, loaded.resolve_secret)
