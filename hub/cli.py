@@ -555,9 +555,7 @@ def push(
     """Write segment tags to the destinations: only additions and removals, with guards and a ledger."""
     from hub.cli_progress import render_push
     from hub.errors import ConfigError
-    from hub.push.plan import targeting_for
-    from hub.push.service import PushOptions, deliver_webhooks, push_destination, segment_tags_from_rules
-    from hub.registry import get_connector
+    from hub.push.service import PushOptions, deliver_webhooks, push_configured
     from segment_rules.configured import load_configured_rules
 
     loaded = _load(config)
@@ -566,25 +564,11 @@ def push(
         known = ", ".join(sorted(model.destinations)) or "none"
         raise ConfigError(f"no destination named {destination!r} in the config (destinations: {known})")
     names = [destination] if destination else [n for n, e in model.destinations.items() if e.enabled]
-    tags, rule_destinations = segment_tags_from_rules(load_configured_rules(loaded))
-    sources = [n for n, e in model.sources.items() if e.enabled]
+    rules = load_configured_rules(loaded)
     options = PushOptions(dry_run=dry_run, force=force, reconcile=reconcile)
-    outcomes = []
     ctx = _context(loaded)
     with _store(loaded) as store:
-        for name in names:
-            entry = model.destinations[name]
-            if entry.source is not None and entry.source not in model.sources:
-                raise ConfigError(f"no source named {entry.source!r}", field=f"destinations.{name}.source")
-            spec = get_connector(entry.type)
-            if spec.build_sink is None:
-                raise ConfigError(f"connector {entry.type!r} cannot be a destination", field=f"destinations.{name}")
-            sink = spec.build_sink(entry, name, ctx)
-            try:
-                targeting = targeting_for(name, entry, tags, rule_destinations)
-                outcomes.append(push_destination(store, targeting, sink, model.push, sources, options))
-            finally:
-                sink.close()
+        outcomes = [push_configured(store, loaded, name, ctx, rules, options) for name in names]
         deliveries = [] if dry_run else deliver_webhooks(store, model.push, loaded.resolve_secret)
     if as_json:
         _print_json({"destinations": [{"plan": plan.as_dict(), "result": result.as_dict(), "dry_run": dry_run}
@@ -717,8 +701,60 @@ def demo(
     ),
     contacts: Annotated[int, typer.Option(help="People in the seeded business.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic business.")] = 42,
+    csv_only: Annotated[
+        bool, typer.Option("--csv", help="Load the business's CSV exports instead of serving vendor sandboxes.")
+    ] = False,
 ) -> None:
-    """Load a seeded synthetic business into a fresh store and show what the hub made of it."""
+    """Serve sandboxed HubSpot, Shopify and Mailchimp with a seeded business, then pull, segment and push."""
+    from hub.demo import demo_vendors
+
+    vendors = [] if csv_only else demo_vendors()
+    if vendors:
+        _sandbox_demo(directory, contacts, seed, vendors)
+    else:
+        _csv_demo(directory, contacts, seed)
+
+
+def _sandbox_demo(directory: Path, contacts: int, seed: int, vendors: list[str]) -> None:
+    from hub.cli_progress import render_demo_next_steps, render_demo_summary, render_segments, sync_with_progress
+    from hub.demo import people_by_source_count, prepare_sandbox_demo
+    from hub.errors import HubError
+    from hub.push.service import PushOptions, push_configured
+    from segment_rules.configured import load_configured_rules, quality_settings, scoring_settings
+    from segment_rules.engine import evaluate
+
+    workspace = prepare_sandbox_demo(directory, contacts=contacts, seed=seed, vendors=vendors)
+    failed: list[str] = []
+    pushes = []
+    try:
+        loaded = _load(workspace.config)
+        ctx = _context(loaded)
+        with _store(loaded) as store:
+            results = sync_with_progress(loaded, store, ctx, list(loaded.model.sources))
+            rules = load_configured_rules(loaded)
+            evaluation = evaluate(store, rules, as_of=workspace.as_of, settings=scoring_settings(loaded),
+                                  quality=quality_settings(loaded))
+            for name in loaded.model.destinations:
+                try:
+                    pushes.append(push_configured(store, loaded, name, ctx, rules, PushOptions()))
+                except HubError as exc:  # one destination failing must not hide what the others did
+                    failed.append(f"{name}: {exc}")
+            summary = store.summary()
+            overlap = people_by_source_count(store)
+        stats = workspace.stats()
+    finally:
+        workspace.close()
+    render_segments(evaluation)
+    render_demo_summary(summary, overlap, pushes, stats)
+    for line in failed:
+        sys.stderr.write(f"push failed: {line}\n")
+    render_demo_next_steps(workspace.config, summary)
+    _exit_for(results)
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _csv_demo(directory: Path, contacts: int, seed: int) -> None:
     from hub.cli_progress import render_demo_next_steps, render_segments, render_summary, sync_with_progress
     from hub.demo import prepare_demo
     from segment_rules.configured import load_configured_rules, quality_settings, scoring_settings

@@ -175,6 +175,37 @@ def render_demo_next_steps(config: Path, summary: Any, console: Console | None =
     )
 
 
+def render_demo_summary(summary: Any, overlap: Mapping[int, int], pushes: Sequence[tuple[Any, Any]],
+                        stats: Mapping[str, Mapping[str, Any]], console: Console | None = None) -> None:
+    """What ``hub demo`` did: records per source, people across tools, tags pushed per destination, API calls."""
+    console = console or Console()
+    data = summary.as_dict()
+    pulled = Table(title="Pulled", title_justify="left")
+    for col in ("source", "records", "of which"):
+        pulled.add_column(col, justify="right" if col == "records" else "left")
+    by_source: dict[str, dict[str, int]] = {}
+    for key, n in (data.get("raw_records") or {}).items():
+        source, _, kind = str(key).partition("/")
+        by_source.setdefault(source, {})[kind] = n
+    for source, kinds in sorted(by_source.items()):
+        detail = ", ".join(f"{n:,} {kind}" for kind, n in sorted(kinds.items()))
+        pulled.add_row(escape(source), f"{sum(kinds.values()):,}", escape(detail))
+    console.print(pulled)
+    known = ", ".join(f"{n:,} in {k} tool{'s' if k > 1 else ''}" for k, n in sorted(overlap.items()))
+    console.print(f"[bold]People:[/bold] {data.get('people', 0):,} after identity resolution ({known or 'nobody'})")
+    pushed = Table(title="Tags pushed", title_justify="left")
+    for col in ("destination", "tags", "added", "removed", "skipped"):
+        pushed.add_column(col, justify="left" if col in ("destination", "skipped") else "right")
+    for plan, result in pushes:
+        skipped = ", ".join(f"{n:,} {reason}" for reason, n in sorted(result.skipped.items())) or "0"
+        pushed.add_row(escape(plan.destination), f"{len(plan.by_tag()):,}", f"+{result.added:,}",
+                       f"-{result.removed:,}", escape(skipped))
+    console.print(pushed)
+    calls = ", ".join(f"{vendor} {s.get('requests', 0):,} ({s.get('rate_limited', 0)} x 429)"
+                      for vendor, s in stats.items())
+    console.print(f"[bold]Sandbox API requests:[/bold] {calls}")
+
+
 def render_explanation(found: Any, segments: Sequence[Any] = (), console: Console | None = None) -> None:
     """Print how a person was assembled from sources, then every segment's rule with the person's values."""
     from rich.tree import Tree

@@ -1,19 +1,46 @@
-"""``hub demo``: a workspace with the seeded synthetic business, ready to sync and explore.
+"""``hub demo``: a workspace with the seeded synthetic business, ready to sync, segment, push and explore.
 
-The demo writes the business's CSV exports (contacts, orders, email and web events), a commented config that
-reads them, and points the store at a SQLite file beside it. The CLI then runs the ordinary sync and prints
-the store summary, so the demo exercises exactly the code paths an admin's own config does. Running it again
-re-writes identical exports, which the incremental sync recognises by content hash and skips.
+With the vendor emulators installed (HubSpot, Shopify, Mailchimp), the demo serves them on localhost from this
+process, all seeded with one business whose people overlap across the three tools, and writes a config whose
+sources and destinations point at them, with the sandbox credentials in files beside it (``file:`` references,
+as on a server). Without them it falls back to the business's CSV exports. Either way the CLI then runs the
+ordinary sync, evaluation and push, so the demo exercises exactly the code paths an admin's own config does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hub.sandbox.business import Business
 from segment_rules.configured import copy_example_rules
+
+if TYPE_CHECKING:
+    from hub.registry import ConnectorSpec
+    from hub.sandbox.server import SandboxServers
+
+# The vendors the demo serves, and which example segments each destination carries: CRM owners act on value
+# tiers, the shop on buying behaviour, the newsletter on win-back and engagement.
+DEMO_SEGMENTS: dict[str, list[str]] = {
+    "hubspot": ["champions", "loyal", "at-risk", "cant-lose-them", "high-clv"],
+    "shopify": ["vip", "frequent-buyers", "new-customers"],
+    "mailchimp": ["churn-risk", "lapsed", "engaged-non-buyers", "new-customers"],
+}
+# Rate-limit windows run this many times faster than the vendors' (a 10-second window lasts 0.1 s), so the demo
+# takes seconds (Shopify's cost bucket alone would need minutes at its real restore rate); the pacing logic is
+# the same.
+DEMO_SPEED = 100.0
+
+SANDBOX_DEMO_HEADER = """\
+# Written by `hub demo`: HubSpot, Shopify and Mailchimp sources and destinations pointing at the sandboxes the
+# demo served on localhost (they stopped when it ended; `hub demo` again starts over). The sandbox credentials
+# are the files in secrets/. Explore the store with `hub status --config {config}`, `hub segment --config {config}`
+# and `hub explain EMAIL --config {config}`; the segment rules are the files in segment_rules/.
+"""
 
 DEMO_CONFIG = """\
 # Written by `hub demo`: a CSV source reading the exports of the seeded synthetic business.
@@ -80,3 +107,169 @@ def prepare_demo(directory: Path, *, contacts: int = 2000, seed: int = 42) -> De
     config = directory / "config.yaml"
     config.write_text(DEMO_CONFIG.format(config=config), encoding="utf-8")
     return DemoWorkspace(directory=directory, config=config, exports=exports, business=business)
+
+
+@dataclass
+class SandboxDemo:
+    """A demo workspace whose sources and destinations are sandboxes served by this process.
+
+    Args:
+        directory: the workspace folder.
+        config: its config file.
+        business: the seeded business every sandbox serves.
+        servers: the running sandbox servers (stop them with :meth:`close`).
+        vendors: the vendors served, in config order.
+    """
+
+    directory: Path
+    config: Path
+    business: Business
+    servers: SandboxServers
+    vendors: list[str] = field(default_factory=list)
+
+    @property
+    def as_of(self) -> datetime:
+        """The business's "today"."""
+        return self.business.as_of
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Requests and responses per vendor, as each sandbox counted them."""
+        return {vendor: sandbox.stats() for vendor, sandbox in self.servers.sandboxes.items()}
+
+    def close(self) -> None:
+        """Stop the sandbox servers."""
+        self.servers.stop()
+
+
+def demo_vendors(specs: Mapping[str, ConnectorSpec] | None = None) -> list[str]:
+    """The demo vendors whose emulators are installed."""
+    from hub.sandbox.run import emulated_specs
+
+    available = emulated_specs(specs)
+    return [v for v in DEMO_SEGMENTS if v in available]
+
+
+def prepare_sandbox_demo(
+    directory: Path,
+    *,
+    contacts: int = 2000,
+    seed: int = 42,
+    speed: float = DEMO_SPEED,
+    vendors: list[str] | None = None,
+    specs: Mapping[str, ConnectorSpec] | None = None,
+) -> SandboxDemo:
+    """Serve the vendor sandboxes and write a workspace whose config points at them.
+
+    The store starts empty every time: the sandboxes are new, so a ledger of tags pushed to an earlier run's
+    sandboxes would be wrong about them.
+
+    Args:
+        directory: the workspace folder (created if missing).
+        contacts: people in the seeded business.
+        seed: its seed.
+        speed: rate-limit compression of the sandboxes.
+        vendors: which vendors to serve (default: :func:`demo_vendors`).
+        specs: connector specs instead of the installed ones (tests).
+    """
+    from hub.registry import connectors
+    from hub.sandbox.run import build_sandboxes, sandbox_config
+    from hub.sandbox.server import SandboxServers
+
+    found = connectors() if specs is None else specs
+    wanted = vendors if vendors is not None else demo_vendors(specs)
+    directory.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        (directory / f"hub.db{suffix}").unlink(missing_ok=True)
+    business = Business.generate(contacts, seed)
+    servers = SandboxServers(build_sandboxes(business=business, speed=speed, vendors=wanted, specs=specs))
+    servers.start()
+    try:
+        config = sandbox_config(servers.base_urls, specs=specs)
+        secrets = _write_secrets(directory / "secrets", [found[v] for v in wanted])
+        config = _demo_config(config, wanted, secrets)
+        copy_example_rules(directory / "segment_rules")
+        path = directory / "config.yaml"
+        _dump(config, path, SANDBOX_DEMO_HEADER.format(config=path))
+    except BaseException:
+        servers.stop()
+        raise
+    return SandboxDemo(directory=directory, config=path, business=business, servers=servers, vendors=wanted)
+
+
+def _write_secrets(folder: Path, specs: list[ConnectorSpec]) -> dict[str, str]:
+    """Write each sandbox secret to its own owner-only file; return ``env:NAME`` -> ``file:secrets/NAME``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    refs: dict[str, str] = {}
+    for spec in specs:
+        for ref, value in spec.sandbox_secrets.items():
+            name = ref.split(":", 1)[1].lower().replace("_", "-")
+            target = folder / name
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(value)
+            refs[ref] = f"file:{folder.name}/{name}"
+    return refs
+
+
+def _demo_config(config: dict[str, Any], vendors: list[str], secrets: Mapping[str, str]) -> dict[str, Any]:
+    """The sandbox config with the demo's choices: segments per destination, record-id addressing, secrets."""
+    out: dict[str, Any] = {
+        "version": 1,
+        "timezone": "Europe/Berlin",
+        "store": {"url": "sqlite:///hub.db"},
+        "logging": {"level": "WARNING"},  # the demo prints its own summary; raise to INFO to see every request
+    }
+    source_of: dict[str, str] = {}
+    sources: dict[str, Any] = {}
+    for name, entry in config["sources"].items():
+        sources[name] = _with_secrets(entry, secrets)
+        source_of.setdefault(entry["type"], name)
+    destinations: dict[str, Any] = {}
+    for name, entry in config["destinations"].items():
+        vendor = entry["type"]
+        if vendor not in vendors:
+            continue
+        entry = _with_secrets(entry, secrets)
+        entry["segments"] = list(DEMO_SEGMENTS.get(vendor, []))
+        if vendor in source_of:
+            entry.setdefault("source", source_of[vendor])
+        destinations[name] = entry
+    out["sources"] = sources
+    out["destinations"] = destinations
+    return out
+
+
+def _with_secrets(entry: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
+    return {k: secrets.get(v, v) if isinstance(v, str) else v for k, v in entry.items()}
+
+
+def _dump(config: Mapping[str, Any], path: Path, header: str) -> None:
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # keep the sections in order
+    buffer = io.StringIO()
+    yaml.dump(dict(config), buffer)
+    path.write_text(header + buffer.getvalue(), encoding="utf-8")
+
+
+def people_by_source_count(store: Any) -> dict[int, int]:
+    """How many live people were described by 1, 2, 3, ... sources (the cross-tool overlap identity found)."""
+    import sqlalchemy as sa
+
+    from hub.store import models as m
+
+    i, p = m.identity, m.person
+    per_person = (
+        sa.select(i.c.person_id, sa.func.count(sa.distinct(i.c.source)).label("n"))
+        .join(p, p.c.id == i.c.person_id)
+        .where(i.c.seen.is_(True), p.c.merged_into.is_(None), p.c.deleted.is_(False))
+        .group_by(i.c.person_id)
+        .subquery()
+    )
+    query = sa.select(per_person.c.n, sa.func.count()).group_by(per_person.c.n).order_by(per_person.c.n)
+    with store.engine.connect() as conn:
+        return {int(n): int(c) for n, c in conn.execute(query)}

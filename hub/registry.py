@@ -64,6 +64,8 @@ class ConnectorSpec:
         emulator: builds the vendor emulator from the seeded sandbox business, or None (no API to emulate).
         sandbox_entries: given the emulator's base URL, the config entries (``{"sources": {...},
             "destinations": {...}}``) that point the hub at it, for ``hub sandbox serve --config-out``.
+        sandbox_secrets: the secret references those entries use (``env:NAME``), each with the value the
+            emulator accepts, so ``hub sandbox serve`` can tell them and ``hub demo`` can write them to files.
     """
 
     name: str
@@ -74,6 +76,7 @@ class ConnectorSpec:
     build_sink: Callable[[Any, str, BuildContext], Sink] | None = None
     emulator: Callable[[EmulatorContext], Emulator] | None = None
     sandbox_entries: Callable[[str], dict[str, dict[str, Any]]] | None = None
+    sandbox_secrets: Mapping[str, str] = field(default_factory=dict)
 
 
 @cache

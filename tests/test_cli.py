@@ -354,7 +354,7 @@ def test_init_writes_a_commented_config_that_passes_check(tmp_path: Path) -> Non
     assert sorted(p.name for p in (tmp_path / "conf" / "segment_rules").iterdir()) == shipped
     checked = invoke(["check", "--config", "conf/hub.yaml"])
     assert checked.exit_code == 0, all_output(checked)
-    assert checked.stdout == "conf/hub.yaml: ok (1 sources, 0 destinations)\n"
+    assert checked.stdout == "conf/hub.yaml: ok (4 sources, 3 destinations)\n"
 
     again = invoke(["init", "conf/hub.yaml"])
     assert again.exit_code == 2
@@ -368,7 +368,7 @@ def test_the_example_config_passes_an_offline_check() -> None:
     # The CSV files it names do not exist here; an offline check does not read them.
     result = invoke(["check", "--config", str(EXAMPLE)])
     assert result.exit_code == 0, all_output(result)
-    assert result.stdout == f"{EXAMPLE}: ok (1 sources, 0 destinations)\n"
+    assert result.stdout == f"{EXAMPLE}: ok (4 sources, 3 destinations)\n"
 
 
 def _schema() -> dict[str, Any]:
@@ -425,7 +425,7 @@ def test_status_json_on_a_fresh_store() -> None:
 
 
 def test_demo_leaves_a_workspace_that_status_reads(tmp_path: Path) -> None:
-    result = invoke(["demo", "--dir", "demo", "--contacts", "200"])
+    result = invoke(["demo", "--csv", "--dir", "demo", "--contacts", "200"])
     assert result.exit_code == 0, all_output(result)
     config = tmp_path / "demo" / "config.yaml"
     assert config.exists() and (tmp_path / "demo" / "hub.db").exists()

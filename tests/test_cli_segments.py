@@ -26,7 +26,7 @@ def _in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Path:
-    result = invoke(["demo", "--dir", "demo", "--contacts", "600"])
+    result = invoke(["demo", "--csv", "--dir", "demo", "--contacts", "600"])
     assert result.exit_code == 0, all_output(result)
     return tmp_path / "demo" / "config.yaml"
 

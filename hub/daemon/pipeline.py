@@ -171,17 +171,14 @@ class Pipeline:
         queue_webhooks(self.store, loaded.model.push)
 
     def _push_all(self) -> None:
-        from hub.push.plan import targeting_for
-        from hub.push.service import PushOptions, deliver_webhooks, push_destination, segment_tags_from_rules
-        from hub.registry import get_connector
+        from hub.push.service import PushOptions, deliver_webhooks, push_configured
         from segment_rules.configured import load_configured_rules, rules_folder
 
         loaded = self.config
         model = loaded.model
         if not model.destinations or not rules_folder(loaded).exists():
             return
-        tags, rule_destinations = segment_tags_from_rules(load_configured_rules(loaded))
-        sources = [n for n, e in model.sources.items() if e.enabled]
+        rules = load_configured_rules(loaded)
         ctx = self.context_for(loaded)
         for name, entry in model.destinations.items():
             if not entry.enabled or self.stop.is_set():
@@ -193,15 +190,7 @@ class Pipeline:
             started = time.perf_counter()
             try:
                 with connector_lock(self.store, f"push:{name}", ttl=self._ttl, holder=self.holder):
-                    spec = get_connector(entry.type)
-                    if spec.build_sink is None:
-                        raise ConfigError(f"connector {entry.type!r} cannot be a destination")
-                    sink = spec.build_sink(entry, name, ctx)
-                    try:
-                        targeting = targeting_for(name, entry, tags, rule_destinations)
-                        _, result = push_destination(self.store, targeting, sink, model.push, sources, PushOptions())
-                    finally:
-                        sink.close()
+                    _, result = push_configured(self.store, loaded, name, ctx, rules, PushOptions())
             except LockHeld as exc:
                 logger.info("destination %s: %s", name, exc)
                 continue

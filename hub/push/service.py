@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     import httpx
     from pydantic import SecretStr
 
+    from hub.config.loader import LoadedConfig
     from hub.push.webhooks import DeliveryResult
+    from hub.registry import BuildContext
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,48 @@ def segment_tags_from_rules(rules: object) -> tuple[dict[str, str], dict[str, tu
         tags[segment.name] = segment.tag
         destinations[segment.name] = tuple(segment.destinations)
     return tags, destinations
+
+
+def open_sink(loaded: LoadedConfig, name: str, ctx: BuildContext) -> Sink:
+    """The sink of destination ``name``, checked against the rest of the config.
+
+    Raises:
+        ConfigError: the destination names an unknown source, or its connector cannot be a destination.
+    """
+    from hub.errors import ConfigError
+    from hub.registry import get_connector
+
+    model = loaded.model
+    entry = model.destinations[name]
+    if entry.source is not None and entry.source not in model.sources:
+        raise ConfigError(f"no source named {entry.source!r}", field=f"destinations.{name}.source")
+    spec = get_connector(entry.type)
+    if spec.build_sink is None:
+        raise ConfigError(f"connector {entry.type!r} cannot be a destination", field=f"destinations.{name}")
+    return spec.build_sink(entry, name, ctx)
+
+
+def push_configured(
+    store: Store,
+    loaded: LoadedConfig,
+    name: str,
+    ctx: BuildContext,
+    rules: object,
+    options: PushOptions,
+) -> tuple[Plan, PushResult]:
+    """Push (or plan) destination ``name`` of the config with the segments of ``rules``: what ``hub push``, the
+    daemon and the demo each do per destination."""
+    from hub.push.plan import targeting_for
+
+    model = loaded.model
+    tags, rule_destinations = segment_tags_from_rules(rules)
+    sources = [n for n, e in model.sources.items() if e.enabled]
+    sink = open_sink(loaded, name, ctx)
+    try:
+        targeting = targeting_for(name, model.destinations[name], tags, rule_destinations)
+        return push_destination(store, targeting, sink, model.push, sources, options)
+    finally:
+        sink.close()
 
 
 # ----------------------------------------------------------------------------------------------- webhooks

@@ -111,8 +111,9 @@ def sandbox_config(
     return config
 
 
-def dump_config(config: Mapping[str, Any], path: Path) -> None:
-    """Write ``config`` as YAML to ``path``, with a header saying where it came from."""
+def dump_config(config: Mapping[str, Any], path: Path, secrets: Mapping[str, str] | None = None) -> None:
+    """Write ``config`` as YAML to ``path``, with a header saying where it came from and, for each ``env:NAME``
+    reference in ``secrets``, the line that sets it to the value the sandbox accepts."""
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe", pure=True)
@@ -120,7 +121,22 @@ def dump_config(config: Mapping[str, Any], path: Path) -> None:
     buffer = io.StringIO()
     yaml.dump(dict(config), buffer)
     header = "# Written by `hub sandbox serve`: every source and destination points at a local sandbox.\n"
+    exports = [f"#   export {ref.split(':', 1)[1]}={value}\n" for ref, value in sorted((secrets or {}).items())
+               if ref.startswith("env:")]
+    if exports:
+        header += "# The sandboxes accept these (public, sandbox-only) credentials:\n" + "".join(exports)
     path.write_text(header + buffer.getvalue(), encoding="utf-8")
+
+
+def sandbox_secrets(vendors: Iterable[str], specs: Mapping[str, ConnectorSpec] | None = None) -> dict[str, str]:
+    """The secret references of the vendors' sandbox entries, each with the value its emulator accepts."""
+    found = connectors() if specs is None else specs
+    out: dict[str, str] = {}
+    for vendor in vendors:
+        spec = found.get(vendor)
+        if spec is not None:
+            out.update(spec.sandbox_secrets)
+    return out
 
 
 def start_sandboxes(
@@ -181,7 +197,8 @@ def serve_forever(
     try:
         lines = [{"vendor": vendor, "base_url": url} for vendor, url in servers.base_urls.items()]
         if config_out is not None:
-            dump_config(sandbox_config(servers.base_urls, specs=specs), config_out)
+            dump_config(sandbox_config(servers.base_urls, specs=specs), config_out,
+                        sandbox_secrets(servers.base_urls, specs))
         for line in lines:
             logger.info("sandbox %s listening on %s", line["vendor"], line["base_url"])
             if announce is not None:

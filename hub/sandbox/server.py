@@ -202,6 +202,11 @@ class SandboxServers:
             raise
 
     @property
+    def sandboxes(self) -> dict[str, Sandbox]:
+        """The sandboxes by vendor (their in-process control API: stats, faults, mutations)."""
+        return {vendor: server.sandbox for vendor, server in self._servers.items()}
+
+    @property
     def base_urls(self) -> dict[str, str]:
         """Base URLs by vendor."""
         return {vendor: server.base_url for vendor, server in self._servers.items()}

@@ -25,6 +25,8 @@ from hub.push.service import PushOptions, push_destination
 from hub.store import Store
 from hub.store import models as m
 
+from ..support import set_members
+
 PREFIX = "hub:"
 LIMIT = 3
 
@@ -100,23 +102,6 @@ def people(store: Store, n: int, *, consent: Mapping[int, Consent] | None = None
 def sink_for(n: int, **kwargs: Any) -> FakeSink:
     return FakeSink({f"c{i}": RemoteContact(f"c{i}", f"p{i}@x.example", frozenset({"manual-vip"})) for i in range(n)},
                     **kwargs)
-
-
-def set_members(store: Store, segment: str, person_ids: Sequence[int], *, held_out: Sequence[int] = ()) -> None:
-    """The open stays of ``segment`` become exactly ``person_ids`` (as an evaluation would leave them)."""
-    sm = m.segment_membership
-    now = m.utcnow()
-    with store.engine.begin() as conn:
-        conn.execute(sa.update(sm).where(sm.c.segment == segment, sm.c.exited_at.is_(None),
-                                         sm.c.person_id.not_in(list(person_ids))).values(exited_at=now))
-        open_ = set(conn.execute(sa.select(sm.c.person_id).where(sm.c.segment == segment,
-                                                                 sm.c.exited_at.is_(None))).scalars())
-        rows = [{"person_id": p, "segment": segment, "entered_at": now, "exited_at": None, "held_out": p in held_out}
-                for p in person_ids if p not in open_]
-        if rows:
-            conn.execute(sa.insert(sm), rows)
-    run = store.start_run("segment", "full")
-    store.finish_run(run, "ok", {})
 
 
 TARGET = Targeting("dest", PREFIX, {"vip": f"{PREFIX}vip", "lapsed": f"{PREFIX}lapsed"}, source="crm")

@@ -16,7 +16,8 @@ from hub.push.webhooks import SIGNATURE_HEADER, deliver, queue_events, sign
 from hub.store import Store
 from hub.store import models as m
 
-from .test_push import people, set_members
+from ..support import set_members
+from .test_push import people
 
 SECRET = "whsec-test-4f1c9e2a7b"
 RETRY = RetrySettings(timedelta(minutes=5), timedelta(hours=1), max_attempts=3)
