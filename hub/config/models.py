@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -136,6 +136,17 @@ class DestinationConfigBase(ConnectionBase):
         description="Only people whose consent is one of these get tags here (default: everyone segmented; people "
         "who objected to profiling never are)",
     )
+
+    # Whether the connector's sink can create contacts; a connector that can sets this to True.
+    creates_contacts: ClassVar[bool] = False
+
+    @field_validator("create_missing")
+    @classmethod
+    def _creatable(cls, value: bool) -> bool:
+        # Refused rather than ignored: an admin who asks for it must not believe missing contacts get created.
+        if value and not cls.creates_contacts:
+            raise ValueError("this destination does not create contacts: missing ones are skipped and counted")
+        return value
 
     @field_validator("tag_prefix")
     @classmethod

@@ -20,6 +20,7 @@ from hub.config.models import parse_duration
 from hub.daemon import health
 from hub.daemon.metrics import Metrics
 from hub.errors import ConfigError, HubError
+from hub.http import counting_scope, scope_stats
 from hub.locks import LockHeld, connector_lock
 from hub.store import Store
 
@@ -94,16 +95,16 @@ class Pipeline:
 
         loaded = self.config
         entry = loaded.model.sources[name]
-        with connector_lock(self.store, f"sync:{name}", ttl=self._ttl, holder=self.holder) as lock:
+        scope = f"source:{name}"
+        with connector_lock(self.store, f"sync:{name}", ttl=self._ttl, holder=self.holder) as lock, \
+                counting_scope(scope):
             source = build_source(loaded, name, self.context_for(loaded))
             try:
                 result = sync_source(self.store, source, entry.type, stop=self.stop,
                                      progress=lambda *_: lock.renew())
             finally:
-                stats = getattr(source, "http_stats", None)
-                if callable(stats):
-                    self.metrics.http_stats(name, stats())
                 source.close()
+                self.metrics.http_stats(name, scope_stats(scope))
         counts = result.counts
         self.metrics.records.labels(name).inc(counts.get("records", 0))
         self.metrics.skipped.labels(name).inc(counts.get("skipped", 0))
@@ -189,8 +190,13 @@ class Pipeline:
                 continue
             started = time.perf_counter()
             try:
-                with connector_lock(self.store, f"push:{name}", ttl=self._ttl, holder=self.holder):
-                    _, result = push_configured(self.store, loaded, name, ctx, rules, PushOptions())
+                scope = f"destination:{name}"
+                with connector_lock(self.store, f"push:{name}", ttl=self._ttl, holder=self.holder), \
+                        counting_scope(scope):
+                    try:
+                        _, result = push_configured(self.store, loaded, name, ctx, rules, PushOptions())
+                    finally:
+                        self.metrics.http_stats(name, scope_stats(scope))
             except LockHeld as exc:
                 logger.info("destination %s: %s", name, exc)
                 continue

@@ -22,7 +22,14 @@ from hub.http.auth import (
     form_token_request,
     query_token_request,
 )
-from hub.http.client import DEFAULT_TIMEOUT, DEFAULT_USER_AGENT, HttpClient, make_client
+from hub.http.client import (
+    DEFAULT_TIMEOUT,
+    DEFAULT_USER_AGENT,
+    HttpClient,
+    counting_scope,
+    make_client,
+    scope_stats,
+)
 from hub.http.errors import (
     HttpError,
     NotFoundError,
@@ -69,6 +76,7 @@ __all__ = [
     "TokenBucket",
     "TokenRequestParams",
     "WindowLimit",
+    "counting_scope",
     "error_for_response",
     "form_token_request",
     "make_client",
@@ -76,4 +84,5 @@ __all__ = [
     "query_token_request",
     "raise_for_response",
     "retry_after_seconds",
+    "scope_stats",
 ]

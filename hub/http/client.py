@@ -9,11 +9,14 @@ NotFoundError or HttpError, never a raw httpx exception.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +30,30 @@ from hub.http.retry import RetryPolicy
 from hub.redact import SENSITIVE_HEADERS, SENSITIVE_PARAMS, redact, register_secret, sanitize_url
 
 logger = logging.getLogger(__name__)
+
+# Counters per job (a sync of one source, a push to one destination), for the daemon's metrics. A client joins
+# the scope active where it is built, so requests its worker threads send count there too.
+_SCOPE: ContextVar[str | None] = ContextVar("hub_http_scope", default=None)
+_scope_lock = threading.Lock()
+_scope_counters: dict[str, Counter[str]] = {}
+
+
+@contextlib.contextmanager
+def counting_scope(name: str) -> Iterator[None]:
+    """Count the requests of every client built inside this block under ``name`` (see :func:`scope_stats`)."""
+    with _scope_lock:
+        _scope_counters[name] = Counter()
+    token = _SCOPE.set(name)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
+def scope_stats(name: str) -> dict[str, int]:
+    """The counters (requests, retries, responses_429, ...) of the last :func:`counting_scope` named ``name``."""
+    with _scope_lock:
+        return dict(_scope_counters.get(name, Counter()))
 
 DEFAULT_TIMEOUT = httpx.Timeout(30, connect=10)
 DEFAULT_USER_AGENT = f"audience-hub/{__version__}"
@@ -70,6 +97,7 @@ class HttpClient:
         self._log_level = log_level
         self._lock = threading.Lock()
         self._counters = dict.fromkeys(COUNTERS, 0)
+        self._scope = _SCOPE.get()
 
     @property
     def http(self) -> httpx.Client:
@@ -208,6 +236,9 @@ class HttpClient:
     def _count(self, name: str) -> None:
         with self._lock:
             self._counters[name] += 1
+        if self._scope is not None:
+            with _scope_lock:
+                _scope_counters[self._scope][name] += 1
 
 
 class _NullSlot:

@@ -112,6 +112,11 @@ ONE_ERROR_CASES = {
         "destinations:\n  d:\n    type: mailchimp\n    api_key: env:K\n    segments: 5\n",
         "hub.yaml:5:15: destinations.d.segments: must be a list or a mapping",
     ),
+    "an option the connector refuses rather than ignores": (
+        "destinations:\n  d:\n    type: mailchimp\n    api_key: env:K\n    create_missing: true\n",
+        "hub.yaml:5:21: destinations.d.create_missing: this destination does not create contacts: missing ones are "
+        "skipped and counted",
+    ),
     "list item": (
         "sources:\n  s:\n    type: shopify\n    shop: x\n    token: env:T\n    fallback_tokens:\n"
         "      - env:A\n      - nope\n",

@@ -109,7 +109,13 @@ def test_daemons_converge_pause_a_failing_vendor_alone_and_stop_cleanly(sandboxe
             "source:hubspot" in r or "source:newsletter" in r for r in data["reasons"]
         )
         status, metrics = get(f"http://127.0.0.1:{port}/metrics")
-        assert status == 200 and 'hub_runs_total{kind="sync",status="ok",target="hubspot"}' in metrics.decode()
+        text = metrics.decode()
+        assert status == 200 and 'hub_runs_total{kind="sync",status="ok",target="hubspot"}' in text
+        # API calls are counted per connector from the HTTP core, whatever thread sent them.
+        for connector in ("hubspot", "newsletter", "shopify"):
+            prefix = f'hub_api_requests_total{{connector="{connector}"}}'
+            line = next(x for x in text.splitlines() if x.startswith(prefix))
+            assert float(line.split()[-1]) > 0, line
     finally:
         for proc in (first, second):
             if proc.poll() is None:
