@@ -66,6 +66,9 @@ FORMAT_VERSION = 1
 _GRADIENT_LIMIT = 1e-4
 """Largest gradient (of the mean negative log-likelihood, in log-parameters) accepted as converged."""
 
+_LOG_BOUND = 20.0
+"""Bound on the log-parameters: parameters stay within [2e-9, 5e8], where every likelihood term is finite."""
+
 FloatArray = NDArray[np.float64]
 _Objective = Callable[[FloatArray], tuple[float, FloatArray]]
 
@@ -123,19 +126,28 @@ def _package_version() -> str:
 
 
 def _minimize(objective: _Objective, n_params: int, max_iter: int, tol: float) -> tuple[FloatArray, int]:
-    """Minimises ``objective`` over log-parameters, starting from all parameters equal to 1."""
+    """Minimises ``objective`` over log-parameters within :data:`_LOG_BOUND`, starting from all parameters equal to 1.
+
+    The bounds matter on data without dropout or without spread: there the likelihood keeps rising towards the
+    edge of the parameter space, and an unbounded optimiser steps to log-parameters whose exponential
+    overflows, then wanders on NaNs until its iteration limit. Inside the box every evaluation stays finite.
+    """
+    bound = [(-_LOG_BOUND, _LOG_BOUND)] * n_params
     result = scipy.optimize.minimize(
         objective,
         np.zeros(n_params),
         jac=True,
-        method="BFGS",
-        options={"maxiter": max_iter, "gtol": tol},
+        method="L-BFGS-B",
+        bounds=bound,
+        # ftol far below float precision: stop on the projected gradient, as BFGS does, not on a stalled value.
+        options={"maxiter": max_iter, "gtol": tol, "ftol": 1e-15, "maxcor": 20},
     )
     x = np.asarray(result.x, dtype=np.float64)
-    # BFGS reports "precision loss" once the gradient is at the floating-point floor, which is a converged fit:
-    # judge convergence by the gradient itself.
+    # Judge convergence by the gradient itself (the optimiser reports "abnormal termination" once it is at the
+    # floating-point floor). A parameter resting on a bound only needs its gradient to point outwards.
     _, gradient = objective(x)
-    if not np.all(np.isfinite(x)) or float(np.max(np.abs(gradient))) > _GRADIENT_LIMIT:
+    free = np.where((x <= -_LOG_BOUND) & (gradient > 0) | (x >= _LOG_BOUND) & (gradient < 0), 0.0, gradient)
+    if not np.all(np.isfinite(x)) or not np.all(np.isfinite(gradient)) or float(np.max(np.abs(free))) > _GRADIENT_LIMIT:
         raise ConvergenceError(
             f"the likelihood maximisation did not converge ({result.message}); "
             "try a small penalizer, e.g. penalizer=0.001"
@@ -217,7 +229,7 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]  # scikit-learn ships n
             the oldest customer has age 1, as ``lifetimes`` does, so the same value means the same there).
             0 gives the plain maximum-likelihood estimate; a small value (0.001-0.1) stabilises fits on small
             or degenerate customer bases.
-        max_iter: iteration limit of the BFGS optimiser.
+        max_iter: iteration limit of the (L-BFGS-B) optimiser.
         tol: gradient tolerance of the optimiser.
 
     Attributes:
@@ -554,7 +566,7 @@ class GammaGammaModel(BaseEstimator):  # type: ignore[misc]  # scikit-learn ship
     Args:
         penalizer: L2 penalty on the parameters, added to the mean negative log-likelihood (as in
             ``lifetimes``). 0 gives the plain maximum-likelihood estimate.
-        max_iter: iteration limit of the BFGS optimiser.
+        max_iter: iteration limit of the (L-BFGS-B) optimiser.
         tol: gradient tolerance of the optimiser.
 
     Attributes:

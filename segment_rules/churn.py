@@ -83,9 +83,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from hub.store import models as m
 
 from .btyd import FORMAT_VERSION, BetaGeoModel, ConvergenceError, _package_version
-from .features import DaysBetween, derived, feature_select, orders_between
+from .features import DaysBetween, derived, feature_select, orders_between, sampled
 from .fields import FIELDS, FieldKind, FieldType
-from .scoring import WEEK_DAYS, FeatureArrays, _btyd_inputs, read_float_rows
+from .scoring import WEEK_DAYS, FeatureArrays, _btyd_inputs, fit_bgnbd, read_float_rows
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -471,6 +471,8 @@ def read_cutoff(
     *,
     horizon_days: int | None = None,
     person_ids: Sequence[int] | None = None,
+    every: int = 1,
+    stored: bool = False,
 ) -> CutoffData:
     """Read the customers at ``cutoff``: features as known then and, with ``horizon_days``, the outcome.
 
@@ -480,6 +482,9 @@ def read_cutoff(
         features: numeric feature names (see :mod:`segment_rules.fields`).
         horizon_days: when given, ``churned`` is "no order in (cutoff, cutoff + horizon_days]".
         person_ids: only these people.
+        every: only every ``every``-th person by id (a deterministic sample of a very large customer base).
+        stored: read the features from ``person_feature`` (computed at ``cutoff`` by the features step) instead
+            of aggregating the activities again; the values are the same, as the stored rows are that query's.
 
     Returns:
         The customers (people in scope with at least one order by ``cutoff``), in person id order.
@@ -489,7 +494,7 @@ def read_cutoff(
     """
     names = tuple(features)
     _check_features(names)
-    sub = feature_select(cutoff, person_ids).subquery("pf")
+    sub = _feature_source(cutoff, person_ids, every, stored)
     exprs = derived(sub, cutoff)
     at = sa.literal(cutoff, m.UTCDateTime())
     first_order_age = sa.case((sub.c.first_order_at.is_(None), None), else_=DaysBetween(at, sub.c.first_order_at))
@@ -518,9 +523,29 @@ def read_cutoff(
     arrays = FeatureArrays.from_matrix(data)
     churned = None
     if horizon_days is not None:
-        outcome = orders_between(conn, cutoff, cutoff + timedelta(days=horizon_days), person_ids)
+        outcome = orders_between(conn, cutoff, cutoff + timedelta(days=horizon_days), person_ids, every)
         churned = np.array([outcome.get(pid, 0) == 0 for pid in arrays.person_id.tolist()], dtype=np.bool_)
     return CutoffData(cutoff, names, data[:, 6:], arrays, churned)
+
+
+def _feature_source(
+    cutoff: datetime, person_ids: Sequence[int] | None, every: int, stored: bool
+) -> sa.Subquery | sa.Alias:
+    if not stored:
+        return feature_select(cutoff, person_ids, every).subquery("pf")
+    f = m.person_feature
+    stmt = sa.select(f).where(sampled(f.c.person_id, every))
+    if person_ids is not None:
+        stmt = stmt.where(f.c.person_id.in_(person_ids))
+    return stmt.subquery("pf")
+
+
+def sample_step(conn: Connection, limit: int | None) -> int:
+    """The ``every`` that keeps about ``limit`` people of the stored features (1: everyone)."""
+    if limit is None:
+        return 1
+    people = int(conn.execute(sa.select(sa.func.count()).select_from(m.person_feature)).scalar_one())
+    return max(1, -(-people // limit))
 
 
 def _bgnbd_inputs(data: CutoffData) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -933,6 +958,9 @@ class ChurnSettings:
         min_per_class: fewer churners, or customers who ordered again, than this in training or test: no model.
         min_repeat_buyers: fewer repeat buyers than this at a cutoff: no BG/NBD fit there.
         penalizer: L2 penalizer of the BG/NBD fits.
+        sample_people: above this many people in scope, the cutoffs are read for a deterministic sample of about
+            this many (every k-th person id): each cutoff re-aggregates the activities, and a fit on a few
+            ten thousand customers is as good as one on millions. None reads everyone.
     """
 
     horizon_days: int = 90
@@ -944,6 +972,7 @@ class ChurnSettings:
     min_per_class: int = 20
     min_repeat_buyers: int = 20
     penalizer: float = 0.001
+    sample_people: int | None = 25_000
 
     def plan(self, as_of: datetime) -> CutoffPlan:
         """The cutoffs for ``as_of``."""
@@ -1129,10 +1158,9 @@ def _fit_bgnbd(data: CutoffData | None, settings: ChurnSettings) -> tuple[BetaGe
             f"{repeat} repeat buyers at {data.cutoff.date().isoformat()}, {settings.min_repeat_buyers} needed "
             "for a stable BG/NBD fit"
         )
-    # Identical customers fit once, weighted (as the CLV scores do).
-    rows, weights = np.unique(np.column_stack([x, tx, age]), axis=0, return_counts=True)
     try:
-        model = BetaGeoModel(penalizer=settings.penalizer).fit(rows[:, 0], rows[:, 1], rows[:, 2], weights)
+        # Identical customers fit once, weighted (as the CLV scores do).
+        model = fit_bgnbd(x, tx, age, settings.penalizer)
     except (ConvergenceError, ValueError) as exc:
         return None, f"BG/NBD fit at {data.cutoff.date().isoformat()} failed: {exc}"
     return model, None
@@ -1264,7 +1292,12 @@ def fit_churn_arrays(
 
 
 def fit_churn(
-    conn: Connection, as_of: datetime, settings: ChurnSettings | None = None, *, classifier: Any = None
+    conn: Connection,
+    as_of: datetime,
+    settings: ChurnSettings | None = None,
+    *,
+    classifier: Any = None,
+    stored: bool = False,
 ) -> ChurnReport:
     """Read the cutoffs from the store, then train, check out of time, choose and refit the churn scorer.
 
@@ -1273,6 +1306,7 @@ def fit_churn(
         as_of: the evaluation time; labels are observed up to it, never after.
         settings: churn settings (default :class:`ChurnSettings`).
         classifier: an unfitted classifier for the model (default :func:`logistic_pipeline`).
+        stored: ``person_feature`` holds the features at ``as_of`` (a scoring run): read them from there.
 
     Returns:
         The report; score with ``score_churn(conn, report, as_of)``.
@@ -1280,8 +1314,9 @@ def fit_churn(
     settings = settings or ChurnSettings()
     plan = settings.plan(as_of)
     names = settings.model().feature_names()
-    data = {c: read_cutoff(conn, c, names, horizon_days=settings.horizon_days) for c in plan.labelled}
-    data[as_of] = read_cutoff(conn, as_of, ())
+    every = sample_step(conn, settings.sample_people)
+    data = {c: read_cutoff(conn, c, names, horizon_days=settings.horizon_days, every=every) for c in plan.labelled}
+    data[as_of] = read_cutoff(conn, as_of, (), every=every, stored=stored)
     return fit_churn_arrays(as_of, data, settings, classifier=classifier)
 
 
@@ -1301,6 +1336,7 @@ def score_churn(
     as_of: datetime | None = None,
     *,
     person_ids: Sequence[int] | None = None,
+    stored: bool = False,
 ) -> tuple[IntArray, FloatArray]:
     """Churn probabilities of the customers at ``as_of``.
 
@@ -1309,6 +1345,7 @@ def score_churn(
         scorer: a fit's report, its scorer, or the scorer's stored ``to_dict`` data.
         as_of: the scoring time (required with a connection; with arrays it must match their cutoff).
         person_ids: only these people (with a connection).
+        stored: read the features at ``as_of`` from ``person_feature`` (see :func:`read_cutoff`).
 
     Returns:
         ``(person_ids, probabilities)``: the customers (people with at least one order by ``as_of``) in person
@@ -1325,5 +1362,5 @@ def score_churn(
     else:
         if as_of is None:
             raise ValueError("as_of is required to score from the store")
-        data = read_cutoff(source, as_of, fitted.features, person_ids=person_ids)
+        data = read_cutoff(source, as_of, fitted.features, person_ids=person_ids, stored=stored)
     return data.person_id, fitted.score(data)

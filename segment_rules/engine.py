@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from hub.store import Store
 from hub.store import engine as engine_mod
@@ -174,18 +176,19 @@ def _churn_scores(
         if scorer is None:
             return
     else:
-        churn = fit_churn(conn, as_of, ChurnSettings(horizon_days=settings.churn_horizon_days))
+        churn = fit_churn(conn, as_of, ChurnSettings(horizon_days=settings.churn_horizon_days), stored=True)
         report.churn = churn.as_dict()
         if churn.scorer is None:
             report.notes.append(f"churn: {churn.reason}" if churn.reason else "churn: no scorer could be fitted")
             return
         scorer = churn
-    ids, probabilities = score_churn(conn, scorer, as_of, person_ids=person_ids)
-    position = {int(pid): i for i, pid in enumerate(scores.person_id.tolist())}
-    for pid, p in zip(ids.tolist(), probabilities.tolist(), strict=True):
-        i = position.get(int(pid))
-        if i is not None:
-            scores.churn_probability[i] = p
+    # The features step has just stored everyone's features at as_of: no second aggregation.
+    ids, probabilities = score_churn(conn, scorer, as_of, person_ids=person_ids, stored=True)
+    # Both are in person id order: place the probabilities by binary search rather than a dict of every person.
+    where = np.searchsorted(scores.person_id, ids)
+    found = where < len(scores.person_id)
+    found[found] = scores.person_id[where[found]] == ids[found]
+    scores.churn_probability[where[found]] = probabilities[found]
 
 
 def load_models(store: Store) -> dict[str, Any]:
@@ -226,17 +229,28 @@ def write_memberships(
 ) -> list[SegmentChange]:
     """Evaluate every segment, apply the membership diff and run the quality checks.
 
+    All segments are evaluated in one query into a temporary table (one row per person, one membership and one
+    held-out flag per segment), so the joined features, scores and event aggregates are computed once, not once
+    per segment; the diff against the open stays is then set-based SQL per segment, never Python sets of ids.
+
     Returns:
         Per segment: size, entries, exits, held-out members and quality warnings (also stored in segment_run).
     """
     compiled = Compiler(rules, as_of, person_ids).compile()
+    names = [segment.name for segment in rules.segments]
     now = m.utcnow()
     changes: list[SegmentChange] = []
     with _write(store) as conn:
         previous = _previous_sizes(conn)
-        for segment in rules.segments:
-            changes.append(_apply_segment(conn, compiled, segment.name, now, person_ids))
-        _check_quality(conn, rules, changes, previous, people, quality or QualitySettings())
+        work = _Evaluation(names)
+        work.create(conn, compiled, person_ids)
+        try:
+            for i, name in enumerate(names):
+                changes.append(_apply_segment(conn, work, i, name, now, person_ids is not None))
+            jaccard = work.overlaps(conn, changes) if person_ids is None else None
+            _check_quality(conn, rules, changes, previous, people, quality or QualitySettings(), jaccard)
+        finally:
+            work.drop(conn)
         conn.execute(
             sa.insert(m.segment_run),
             [
@@ -246,6 +260,88 @@ def write_memberships(
             ],
         )
     return changes
+
+
+class _Evaluation:
+    """The temporary tables of one membership step: every person's segments, and the people evaluated."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        meta = sa.MetaData()
+        self.names = list(names)
+        self.table = sa.Table(
+            "tmp_segment_eval",
+            meta,
+            sa.Column("person_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+            *(sa.Column(f"m{i}", sa.SmallInteger, nullable=False) for i in range(len(names))),
+            *(sa.Column(f"h{i}", sa.SmallInteger, nullable=False) for i in range(len(names))),
+            prefixes=["TEMPORARY"],
+        )
+        self.scope = sa.Table(
+            "tmp_segment_scope",
+            meta,
+            sa.Column("person_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+            prefixes=["TEMPORARY"],
+        )
+
+    def create(self, conn: Connection, compiled: Compiled, person_ids: Sequence[int] | None) -> None:
+        self.drop(conn)  # a crashed step on a pooled connection may have left them
+        self.table.create(conn)
+        self.scope.create(conn)
+        flags: list[ColumnElement[Any]] = []
+        for name in self.names:
+            flags.append(sa.case((compiled.conditions[name], 1), else_=0))
+        for name in self.names:
+            flags.append(sa.case((compiled.conditions[name] & compiled.held_out[name], 1), else_=0))
+        if person_ids is None:
+            select = sa.select(compiled.person_id, *flags).select_from(compiled.source)
+            conn.execute(sa.insert(self.table).from_select([c.name for c in self.table.columns], select))
+            self._analyze(conn)
+            return
+        ids = sorted(set(person_ids))
+        for chunk in _chunks(ids):
+            conn.execute(sa.insert(self.scope), [{"person_id": pid} for pid in chunk])
+        select = (
+            sa.select(compiled.person_id, *flags)
+            .select_from(compiled.source)
+            .where(compiled.person_id.in_(sa.select(self.scope.c.person_id)))
+        )
+        conn.execute(sa.insert(self.table).from_select([c.name for c in self.table.columns], select))
+        self._analyze(conn)
+
+    def _analyze(self, conn: Connection) -> None:
+        # PostgreSQL never gathers statistics on temporary tables by itself; without them it plans the diff
+        # against the open stays as if the tables were tiny (nested loops over a million rows).
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"ANALYZE {self.table.name}, {self.scope.name}")
+
+    def drop(self, conn: Connection) -> None:
+        self.table.drop(conn, checkfirst=True)
+        self.scope.drop(conn, checkfirst=True)
+
+    def member(self, i: int) -> ColumnElement[bool]:
+        return self.table.c[f"m{i}"] == 1
+
+    def overlaps(self, conn: Connection, changes: Sequence[SegmentChange]) -> dict[tuple[str, str], float]:
+        """Jaccard similarity of every pair with common members, from the evaluation of a full run.
+
+        After a full run the open stays are exactly the evaluated members, so one scan of the temporary table
+        gives what :func:`segment_rules.quality.overlaps` computes by self-joining the stays.
+        """
+        pairs = [(i, j) for i in range(len(self.names)) for j in range(len(self.names))
+                 if self.names[i] < self.names[j]]
+        if not pairs:
+            return {}
+        t = self.table.c
+        sums = [sa.func.sum(t[f"m{i}"] * t[f"m{j}"]) for i, j in pairs]
+        row = conn.execute(sa.select(*sums)).one()
+        sizes = {c.segment: c.size for c in changes}
+        out: dict[tuple[str, str], float] = {}
+        for (i, j), common in zip(pairs, row, strict=True):
+            left, right, shared = self.names[i], self.names[j], int(common or 0)
+            if shared:
+                union = sizes[left] + sizes[right] - shared
+                out[(left, right)] = shared / union if union else 0.0
+        return out
 
 
 def _previous_sizes(conn: Connection) -> dict[str, int]:
@@ -262,6 +358,7 @@ def _check_quality(
     previous: Mapping[str, int],
     people: int,
     settings: QualitySettings,
+    jaccard: Mapping[tuple[str, str], float] | None = None,
 ) -> None:
     groups = {s.name: s.group for s in rules.segments}
     stats = [
@@ -269,46 +366,40 @@ def _check_quality(
         for c in changes
     ]
     found = size_warnings(stats, people, settings)
-    for name, lines in overlap_warnings(overlaps(conn, stats), stats, settings).items():
+    pairs = overlaps(conn, stats) if jaccard is None else jaccard
+    for name, lines in overlap_warnings(pairs, stats, settings).items():
         found.setdefault(name, []).extend(lines)
     for change in changes:
         change.warnings = found.get(change.segment, [])
 
 
 def _apply_segment(
-    conn: Connection, compiled: Compiled, name: str, now: datetime, person_ids: Sequence[int] | None
+    conn: Connection, work: _Evaluation, i: int, name: str, now: datetime, incremental: bool
 ) -> SegmentChange:
     sm = m.segment_membership
-    members = sa.select(compiled.person_id.label("person_id"), compiled.held_out[name].label("held_out")).select_from(
-        compiled.source
-    ).where(compiled.conditions[name])
-    if person_ids is not None:
-        members = members.where(compiled.person_id.in_(person_ids))
-    current = {int(pid): bool(held) for pid, held in conn.execute(members)}
-    open_stays = sa.select(sm.c.person_id, sm.c.held_out).where(sm.c.segment == name, sm.c.exited_at.is_(None))
-    if person_ids is not None:
-        open_stays = open_stays.where(sm.c.person_id.in_(person_ids))
-    before = {int(pid): bool(held) for pid, held in conn.execute(open_stays)}
-    entered = [pid for pid in current if pid not in before]
-    exited = [pid for pid in before if pid not in current]
-    for chunk in _chunks(exited):
-        conn.execute(
-            sa.update(sm)
-            .where(sm.c.segment == name, sm.c.exited_at.is_(None), sm.c.person_id.in_(chunk))
-            .values(exited_at=now)
-        )
+    e = work.table
+    open_stay = (sm.c.segment == name) & sm.c.exited_at.is_(None)
+    # Leaving: an open stay of someone evaluated (everyone, or the scope) who is no longer a member. People in
+    # the scope who dropped out of it (merged away, objected) have no evaluation row, so they leave too.
+    still = sa.exists().where(e.c.person_id == sm.c.person_id, work.member(i))
+    leaving = open_stay & ~still
+    if incremental:
+        leaving = leaving & sm.c.person_id.in_(sa.select(work.scope.c.person_id))
+    exited = conn.execute(sa.update(sm).where(leaving).values(exited_at=now)).rowcount
+    # Entering: a member without an open stay.
+    staying = sa.exists().where(sm.c.person_id == e.c.person_id, open_stay)
+    entering = sa.select(
+        e.c.person_id, sa.literal(name), sa.literal(now, m.UTCDateTime()), sa.null(), e.c[f"h{i}"] == 1
+    ).where(work.member(i), ~staying)
+    # Counted before inserting: drivers do not all report the row count of INSERT .. SELECT (psycopg gives -1).
+    entered = conn.execute(sa.select(sa.func.count()).select_from(entering.subquery())).scalar_one()
     if entered:
-        conn.execute(
-            sa.insert(sm),
-            [{"person_id": pid, "segment": name, "entered_at": now, "exited_at": None, "held_out": current[pid]}
-             for pid in entered],
-        )
+        columns = ["person_id", "segment", "entered_at", "exited_at", "held_out"]
+        conn.execute(sa.insert(sm).from_select(columns, entering))
     size = conn.execute(
-        sa.select(sa.func.count(), sa.func.sum(sa.case((sm.c.held_out, 1), else_=0))).where(
-            sm.c.segment == name, sm.c.exited_at.is_(None)
-        )
+        sa.select(sa.func.count(), sa.func.sum(sa.case((sm.c.held_out, 1), else_=0))).where(open_stay)
     ).one()
-    return SegmentChange(name, int(size[0]), len(entered), len(exited), int(size[1] or 0))
+    return SegmentChange(name, int(size[0]), int(entered), int(exited), int(size[1] or 0))
 
 
 def changed_people(store: Store, since: datetime) -> list[int]:
