@@ -35,7 +35,7 @@ import importlib.metadata
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import numpy as np
 import scipy.optimize
@@ -175,6 +175,37 @@ def _log_param_covariance(objective: _Objective, log_params: FloatArray, total_w
         return np.full((n, n), np.nan)
     return np.asarray(np.linalg.inv(hessian), dtype=np.float64)
 
+
+
+_M = TypeVar("_M")
+
+
+def _stored(model: Any, fit: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored layout shared by both models: identity and version stamps, parameters, errors, fit metadata."""
+    return {
+        "model": type(model).__name__,
+        "format_version": FORMAT_VERSION,
+        "library_version": _package_version(),
+        "hyper_parameters": model.get_params(),
+        "params": dict(model.params_),
+        "standard_errors": {k: (v if math.isfinite(v) else None) for k, v in model.standard_errors_.items()},
+        "log_likelihood": model.log_likelihood_,
+        "fit": dict(fit),
+    }
+
+
+def _restored(cls: type[_M], data: Mapping[str, Any]) -> _M:
+    """A model of ``cls`` with the parameters, errors and log-likelihood of a :func:`_stored` dict."""
+    _check_dict(data, cls.__name__)
+    model = cls(**data["hyper_parameters"])
+    names: tuple[str, ...] = cls._PARAM_NAMES  # type: ignore[attr-defined]
+    model.params_ = {name: float(data["params"][name]) for name in names}  # type: ignore[attr-defined]
+    model.standard_errors_ = {  # type: ignore[attr-defined]
+        name: float("nan") if data["standard_errors"][name] is None else float(data["standard_errors"][name])
+        for name in names
+    }
+    model.log_likelihood_ = float(data["log_likelihood"])  # type: ignore[attr-defined]
+    return model
 
 def _check_dict(data: Mapping[str, Any], model: str) -> None:
     if data.get("model") != model:
@@ -421,16 +452,8 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]  # scikit-learn ships n
             A dict that :meth:`from_dict` turns back into an equivalent model.
         """
         check_is_fitted(self)
-        return {
-            "model": type(self).__name__,
-            "format_version": FORMAT_VERSION,
-            "library_version": _package_version(),
-            "hyper_parameters": self.get_params(),
-            "params": dict(self.params_),
-            "standard_errors": {k: (v if math.isfinite(v) else None) for k, v in self.standard_errors_.items()},
-            "log_likelihood": self.log_likelihood_,
-            "fit": {"n_customers": self.n_customers_, "total_weight": self.total_weight_, "n_iter": self.n_iter_},
-        }
+        fit = {"n_customers": self.n_customers_, "total_weight": self.total_weight_, "n_iter": self.n_iter_}
+        return _stored(self, fit)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -445,14 +468,7 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]  # scikit-learn ships n
         Raises:
             ValueError: when ``data`` is not a stored BG/NBD model, or has a newer layout.
         """
-        _check_dict(data, cls.__name__)
-        model = cls(**data["hyper_parameters"])
-        model.params_ = {name: float(data["params"][name]) for name in cls._PARAM_NAMES}
-        model.standard_errors_ = {
-            name: float("nan") if data["standard_errors"][name] is None else float(data["standard_errors"][name])
-            for name in cls._PARAM_NAMES
-        }
-        model.log_likelihood_ = float(data["log_likelihood"])
+        model = _restored(cls, data)
         model.n_customers_ = int(data["fit"]["n_customers"])
         model.total_weight_ = float(data["fit"]["total_weight"])
         model.n_iter_ = int(data["fit"]["n_iter"])
@@ -676,20 +692,12 @@ class GammaGammaModel(BaseEstimator):  # type: ignore[misc]  # scikit-learn ship
             A dict that :meth:`from_dict` turns back into an equivalent model.
         """
         check_is_fitted(self)
-        return {
-            "model": type(self).__name__,
-            "format_version": FORMAT_VERSION,
-            "library_version": _package_version(),
-            "hyper_parameters": self.get_params(),
-            "params": dict(self.params_),
-            "standard_errors": {k: (v if math.isfinite(v) else None) for k, v in self.standard_errors_.items()},
-            "log_likelihood": self.log_likelihood_,
-            "fit": {
-                "n_customers": self.n_customers_,
-                "n_iter": self.n_iter_,
-                "frequency_spend_correlation": self.frequency_spend_correlation_,
-            },
+        fit = {
+            "n_customers": self.n_customers_,
+            "n_iter": self.n_iter_,
+            "frequency_spend_correlation": self.frequency_spend_correlation_,
         }
+        return _stored(self, fit)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -704,14 +712,7 @@ class GammaGammaModel(BaseEstimator):  # type: ignore[misc]  # scikit-learn ship
         Raises:
             ValueError: when ``data`` is not a stored Gamma-Gamma model, or has a newer layout.
         """
-        _check_dict(data, cls.__name__)
-        model = cls(**data["hyper_parameters"])
-        model.params_ = {name: float(data["params"][name]) for name in cls._PARAM_NAMES}
-        model.standard_errors_ = {
-            name: float("nan") if data["standard_errors"][name] is None else float(data["standard_errors"][name])
-            for name in cls._PARAM_NAMES
-        }
-        model.log_likelihood_ = float(data["log_likelihood"])
+        model = _restored(cls, data)
         model.frequency_spend_correlation_ = float(data["fit"]["frequency_spend_correlation"])
         model.n_customers_ = int(data["fit"]["n_customers"])
         model.n_iter_ = int(data["fit"]["n_iter"])
