@@ -124,15 +124,31 @@ def fill(store: Store, people: int, activities: int, seed: int) -> None:
             cur.execute("COMMIT")
         else:
             raw.commit()
+            settle(raw)
     finally:
         raw.close()
 
 
+def settle(raw: Any) -> None:
+    """PostgreSQL after a bulk load: VACUUM, then CHECKPOINT.
+
+    The first pass over freshly copied rows sets their hint bits, dirtying and writing every page again, and
+    autovacuum and checkpoints would run in the middle of the timed evaluation. A store filled by syncs over
+    time is past all that; so is this one, once settled.
+    """
+    raw.autocommit = True
+    with raw.cursor() as cur:
+        for table in ("person", "identity", "activity"):
+            cur.execute(f"VACUUM ANALYZE {table}")
+        cur.execute("CHECKPOINT")
+    raw.autocommit = False
+
+
 def _sqlite_load(cur: Any, target: str, rows: Iterator[tuple[Any, ...]]) -> None:
-    rows = list(rows)
-    marks = ", ".join("?" * len(rows[0])) if rows else ""
-    if rows:
-        cur.executemany(f"INSERT INTO {target} VALUES ({marks})", rows)
+    batch = list(rows)
+    if batch:
+        marks = ", ".join("?" * len(batch[0]))
+        cur.executemany(f"INSERT INTO {target} VALUES ({marks})", batch)
 
 
 def _pg_load(cur: Any, target: str, rows: Iterator[tuple[Any, ...]]) -> None:
@@ -212,16 +228,35 @@ def duckdb_reference(store_url: str | None, sqlite_path: Path | None) -> None:
     timed("duckdb: the same aggregation", lambda: con.execute(query).fetchall())
 
 
-def open_bench_store(url: str | None, tmp: Path) -> tuple[Store, Path | None, Any]:
+def open_bench_store(url: str | None, tmp: Path, schema: str | None = None) -> tuple[Store, Path | None, Any]:
     if url is None:
         path = tmp / "bench.db"
         return open_store(f"sqlite:///{path}"), path, None
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    keep = schema is not None
+    schema = schema or f"bench_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(url)
     with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     scoped = sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    return open_store(scoped.render_as_string(hide_password=False)), None, (admin, schema)
+    return open_store(scoped.render_as_string(hide_password=False)), None, None if keep else (admin, schema)
+
+
+def forget_results(store: Store) -> None:
+    """Remove what an earlier run computed, so the run starts as the first one on a filled store does."""
+    with store.engine.begin() as conn:
+        for table in (m.segment_membership, m.segment_run, m.person_score, m.person_feature, m.model_artifact):
+            conn.execute(sa.delete(table))
+        conn.execute(sa.delete(m.activity).where(m.activity.c.external_id.like("new-%")))
+    raw = store.engine.raw_connection()
+    try:
+        settle(raw.driver_connection)
+    finally:
+        raw.close()
+
+
+def is_filled(store: Store) -> bool:
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(m.person.c.id).limit(1)).first() is not None
 
 
 def drop(cleanup: Any) -> None:
@@ -242,14 +277,19 @@ def main(argv: Iterator[str] | None = None) -> None:
     parser.add_argument("--url", default=os.environ.get("HUB_BENCH_DATABASE_URL"), help="PostgreSQL URL")
     parser.add_argument("--duckdb", action="store_true", help="also run the DuckDB reference (SQLite only)")
     parser.add_argument("--template", type=Path, help="SQLite only: a filled store to copy (made there if missing)")
+    parser.add_argument("--schema", help="PostgreSQL only: run in this schema, kept afterwards (filled if empty); "
+                        "a rerun starts from the previous run's memberships")
     args = parser.parse_args(list(argv) if argv is not None else None)
     print(f"{args.people:,} people, {args.activities:,} activities, backend "
           f"{'postgresql' if args.url else 'sqlite'}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory(prefix="hub-segment-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        store, sqlite_path, cleanup = open_bench_store(args.url, tmp)
+        store, sqlite_path, cleanup = open_bench_store(args.url, tmp, args.schema)
         try:
-            if args.template is not None and sqlite_path is not None and args.template.exists():
+            if args.schema is not None and args.url and is_filled(store):
+                forget_results(store)
+                print(f"reusing the filled schema {args.schema} (results of earlier runs removed)")
+            elif args.template is not None and sqlite_path is not None and args.template.exists():
                 store.close()
                 shutil.copyfile(args.template, sqlite_path)
                 store = open_store(f"sqlite:///{sqlite_path}")

@@ -9,8 +9,10 @@ people who never ordered are prospects, not customers, and get no churn probabil
 
 Out-of-time design
 ------------------
-Features at a past cutoff are computed from the activities known then (:func:`segment_rules.features.feature_select`
-at that cutoff), so a model trained on past cutoffs sees what it will see in production. With H the horizon,
+Features at a past cutoff are computed from the activities known then (the same accumulation as the stored
+features, :mod:`segment_rules.aggregate`, at that cutoff), so a model trained on past cutoffs sees what it will
+see in production. One pass over the activities feeds every cutoff (and, in a scoring run, the features at
+``as_of`` too): :class:`CutoffReader`. With H the horizon,
 s the spacing (default H) and k cutoffs, :func:`cutoff_plan` places
 
 * the **test** cutoff at ``as_of - H``: the latest one whose label window is over by ``as_of``;
@@ -49,7 +51,7 @@ is chosen (recency first when none could be checked: it needs the fewest data), 
 sentence. Thresholds on the probability are left to the segment rules: they should be set on cost or recall,
 never on accuracy, which on a base rate around 0.8 favours calling everyone churned.
 
-I/O is kept apart from the numbers: :func:`read_cutoff` is the only function that runs SQL; everything else
+I/O is kept apart from the numbers: :func:`read_cutoff` and :func:`fit_churn` read the store; everything else
 works on :class:`CutoffData` arrays. A scoring run calls::
 
     report = fit_churn(conn, as_of, ChurnSettings(horizon_days=90))
@@ -70,7 +72,6 @@ from typing import Any, Literal, Self, cast
 
 import numpy as np
 import scipy.stats
-import sqlalchemy as sa
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
@@ -78,14 +79,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import ColumnElement
 
-from hub.store import models as m
-
+from .aggregate import FeatureAccumulator, scan
 from .btyd import FORMAT_VERSION, BetaGeoModel, ConvergenceError, _package_version
-from .features import DaysBetween, derived, feature_select, orders_between, sampled
+from .features import FeatureTable, People, read_people
 from .fields import FIELDS, FieldKind, FieldType
-from .scoring import WEEK_DAYS, FeatureArrays, _btyd_inputs, fit_bgnbd, read_float_rows
+from .scoring import WEEK_DAYS, FeatureArrays, _btyd_inputs, fit_bgnbd
 
 __all__ = [
     "DEFAULT_FEATURES",
@@ -96,6 +95,7 @@ __all__ = [
     "ChurnSettings",
     "CutoffData",
     "CutoffPlan",
+    "CutoffReader",
     "Log1pColumns",
     "MedianImputer",
     "Metrics",
@@ -464,6 +464,24 @@ def _check_features(names: Sequence[str]) -> None:
         raise ValueError(f"features are listed twice: {list(names)}")
 
 
+def cutoff_data(
+    table: FeatureTable, features: Sequence[str] = (), outcome: IntArray | None = None
+) -> CutoffData:
+    """The customers of ``table`` (at least one order by its ``as_of``) as :class:`CutoffData`.
+
+    Args:
+        table: features at the cutoff.
+        features: numeric feature names for ``X``.
+        outcome: per row of ``table``, the orders in the label window (None: not observed).
+    """
+    names = tuple(features)
+    _check_features(names)
+    customers = table.columns["orders"] >= 1
+    sub = table.subset(customers)
+    churned = None if outcome is None else np.asarray(outcome)[customers] == 0
+    return CutoffData(table.as_of, names, sub.matrix(names), FeatureArrays.from_table(sub), churned)
+
+
 def read_cutoff(
     conn: Connection,
     cutoff: datetime,
@@ -472,7 +490,6 @@ def read_cutoff(
     horizon_days: int | None = None,
     person_ids: Sequence[int] | None = None,
     every: int = 1,
-    stored: bool = False,
 ) -> CutoffData:
     """Read the customers at ``cutoff``: features as known then and, with ``horizon_days``, the outcome.
 
@@ -483,8 +500,6 @@ def read_cutoff(
         horizon_days: when given, ``churned`` is "no order in (cutoff, cutoff + horizon_days]".
         person_ids: only these people.
         every: only every ``every``-th person by id (a deterministic sample of a very large customer base).
-        stored: read the features from ``person_feature`` (computed at ``cutoff`` by the features step) instead
-            of aggregating the activities again; the values are the same, as the stored rows are that query's.
 
     Returns:
         The customers (people in scope with at least one order by ``cutoff``), in person id order.
@@ -492,60 +507,52 @@ def read_cutoff(
     Raises:
         ValueError: on an unknown or non-numeric feature name.
     """
-    names = tuple(features)
-    _check_features(names)
-    sub = _feature_source(cutoff, person_ids, every, stored)
-    exprs = derived(sub, cutoff)
-    at = sa.literal(cutoff, m.UTCDateTime())
-    first_order_age = sa.case((sub.c.first_order_at.is_(None), None), else_=DaysBetween(at, sub.c.first_order_at))
-
-    def column(name: str) -> ColumnElement[Any]:
-        expr: ColumnElement[Any] = exprs[name] if name in exprs else sub.c[name]
-        if FIELDS[name].type is FieldType.BOOLEAN:
-            # PostgreSQL casts booleans to integers but not to floats.
-            expr = sa.case((expr, 1.0), else_=0.0)
-        return sa.cast(expr, sa.Float).label(name)
-
-    stmt = (
-        sa.select(
-            sub.c.person_id,
-            sa.cast(sub.c.orders, sa.Float),
-            sa.cast(sub.c.order_days, sa.Float),
-            sa.cast(sub.c.monetary, sa.Float),
-            sa.cast(exprs["recency_days"], sa.Float),
-            sa.cast(first_order_age, sa.Float),
-            *(column(n) for n in names),
-        )
-        .where(sub.c.orders >= 1)
-        .order_by(sub.c.person_id)
-    )
-    data = read_float_rows(conn, stmt, 6 + len(names))
-    arrays = FeatureArrays.from_matrix(data)
-    churned = None
-    if horizon_days is not None:
-        outcome = orders_between(conn, cutoff, cutoff + timedelta(days=horizon_days), person_ids, every)
-        churned = np.array([outcome.get(pid, 0) == 0 for pid in arrays.person_id.tolist()], dtype=np.bool_)
-    return CutoffData(cutoff, names, data[:, 6:], arrays, churned)
+    _check_features(tuple(features))
+    people = read_people(conn, person_ids).sample(every)
+    acc = FeatureAccumulator(cutoff, people.person_id, outcome_days=horizon_days)
+    scan(conn, [acc], person_ids, every)
+    return cutoff_data(FeatureTable.from_accumulator(acc, people), features, acc.outcome)
 
 
-def _feature_source(
-    cutoff: datetime, person_ids: Sequence[int] | None, every: int, stored: bool
-) -> sa.Subquery | sa.Alias:
-    if not stored:
-        return feature_select(cutoff, person_ids, every).subquery("pf")
-    f = m.person_feature
-    stmt = sa.select(f).where(sampled(f.c.person_id, every))
-    if person_ids is not None:
-        stmt = stmt.where(f.c.person_id.in_(person_ids))
-    return stmt.subquery("pf")
-
-
-def sample_step(conn: Connection, limit: int | None) -> int:
-    """The ``every`` that keeps about ``limit`` people of the stored features (1: everyone)."""
+def sample_every(people: int, limit: int | None) -> int:
+    """The ``every`` that keeps about ``limit`` of ``people`` (1: everyone)."""
     if limit is None:
         return 1
-    people = int(conn.execute(sa.select(sa.func.count()).select_from(m.person_feature)).scalar_one())
     return max(1, -(-people // limit))
+
+
+class CutoffReader:
+    """The churn cutoffs of one fit: accumulators to feed from an activity pass, then their :class:`CutoffData`.
+
+    Args:
+        as_of: the evaluation time.
+        settings: churn settings (the plan, the horizon, the sample size).
+        people: the people in scope; a deterministic sample of them is read when there are many.
+    """
+
+    def __init__(self, as_of: datetime, settings: ChurnSettings, people: People) -> None:
+        self.as_of = as_of
+        self.settings = settings
+        self.every = sample_every(len(people), settings.sample_people)
+        self.people = people.sample(self.every)
+        self.plan = settings.plan(as_of)
+        self.accumulators = {
+            c: FeatureAccumulator(c, self.people.person_id, outcome_days=settings.horizon_days)
+            for c in self.plan.labelled
+        }
+
+    def data(self, current: FeatureTable) -> dict[datetime, CutoffData]:
+        """Every cutoff's customers once the pass is over; ``current``: the features at ``as_of`` (everyone
+        in scope, or the sample)."""
+        names = self.settings.model().feature_names()
+        out = {
+            c: cutoff_data(FeatureTable.from_accumulator(acc, self.people), names, acc.outcome)
+            for c, acc in self.accumulators.items()
+        }
+        if self.every > 1 and len(current) != len(self.people):
+            current = current.subset(current.person_id % self.every == 0)
+        out[self.as_of] = cutoff_data(current)
+        return out
 
 
 def _bgnbd_inputs(data: CutoffData) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -958,9 +965,9 @@ class ChurnSettings:
         min_per_class: fewer churners, or customers who ordered again, than this in training or test: no model.
         min_repeat_buyers: fewer repeat buyers than this at a cutoff: no BG/NBD fit there.
         penalizer: L2 penalizer of the BG/NBD fits.
-        sample_people: above this many people in scope, the cutoffs are read for a deterministic sample of about
-            this many (every k-th person id): each cutoff re-aggregates the activities, and a fit on a few
-            ten thousand customers is as good as one on millions. None reads everyone.
+        sample_people: above this many people in scope, the cutoffs are kept for a deterministic sample of about
+            this many (every k-th person id): each cutoff holds its own per-person arrays, and a fit on a few
+            ten thousand customers is as good as one on millions. None keeps everyone.
     """
 
     horizon_days: int = 90
@@ -1297,26 +1304,23 @@ def fit_churn(
     settings: ChurnSettings | None = None,
     *,
     classifier: Any = None,
-    stored: bool = False,
 ) -> ChurnReport:
-    """Read the cutoffs from the store, then train, check out of time, choose and refit the churn scorer.
+    """Read the cutoffs from the store (one activity pass), then train, check out of time, choose and refit.
 
     Args:
         conn: an open connection.
         as_of: the evaluation time; labels are observed up to it, never after.
         settings: churn settings (default :class:`ChurnSettings`).
         classifier: an unfitted classifier for the model (default :func:`logistic_pipeline`).
-        stored: ``person_feature`` holds the features at ``as_of`` (a scoring run): read them from there.
 
     Returns:
         The report; score with ``score_churn(conn, report, as_of)``.
     """
     settings = settings or ChurnSettings()
-    plan = settings.plan(as_of)
-    names = settings.model().feature_names()
-    every = sample_step(conn, settings.sample_people)
-    data = {c: read_cutoff(conn, c, names, horizon_days=settings.horizon_days, every=every) for c in plan.labelled}
-    data[as_of] = read_cutoff(conn, as_of, (), every=every, stored=stored)
+    reader = CutoffReader(as_of, settings, read_people(conn))
+    current = FeatureAccumulator(as_of, reader.people.person_id)
+    scan(conn, [current, *reader.accumulators.values()], every=reader.every)
+    data = reader.data(FeatureTable.from_accumulator(current, reader.people))
     return fit_churn_arrays(as_of, data, settings, classifier=classifier)
 
 
@@ -1336,7 +1340,6 @@ def score_churn(
     as_of: datetime | None = None,
     *,
     person_ids: Sequence[int] | None = None,
-    stored: bool = False,
 ) -> tuple[IntArray, FloatArray]:
     """Churn probabilities of the customers at ``as_of``.
 
@@ -1345,7 +1348,6 @@ def score_churn(
         scorer: a fit's report, its scorer, or the scorer's stored ``to_dict`` data.
         as_of: the scoring time (required with a connection; with arrays it must match their cutoff).
         person_ids: only these people (with a connection).
-        stored: read the features at ``as_of`` from ``person_feature`` (see :func:`read_cutoff`).
 
     Returns:
         ``(person_ids, probabilities)``: the customers (people with at least one order by ``as_of``) in person
@@ -1362,5 +1364,5 @@ def score_churn(
     else:
         if as_of is None:
             raise ValueError("as_of is required to score from the store")
-        data = read_cutoff(source, as_of, fitted.features, person_ids=person_ids, stored=stored)
+        data = read_cutoff(source, as_of, fitted.features, person_ids=person_ids)
     return data.person_id, fitted.score(data)

@@ -1,11 +1,13 @@
-"""Per-person features at an explicit ``as_of``, aggregated in SQL that runs on SQLite and PostgreSQL.
+"""Per-person features at an explicit ``as_of``: aggregated from the activities, stored in ``person_feature``.
 
-One ``GROUP BY person_id`` pass over the activities of the people in scope computes every count, sum and
-first/last time (conditional aggregates, one column each), joined to the person rows; the result is written
-into ``person_feature`` with ``INSERT .. SELECT``, so nothing is loaded into Python per person. Features that
-are simple functions of stored ones (``recency_days``, ``aov``, ``tenure_days``, ``click_to_open_rate``,
-``frequency``) are not stored: :func:`derived` gives them as SQL expressions, so a rule on ``recency_days``
-becomes a comparison on ``last_order_at`` that an index can serve.
+The aggregation is one streamed pass over the activities (:mod:`segment_rules.aggregate`: the database
+filters and encodes the rows, numpy groups them), so nothing is loaded into Python per activity and several
+cutoffs can share the pass. :class:`FeatureTable` holds the result as columns, one entry per person in scope;
+the features step writes it into ``person_feature`` with the store's bulk writer, and the scoring and churn
+steps take their inputs from it without reading the table back. Features that are simple functions of stored
+ones (``recency_days``, ``aov``, ``tenure_days``, ``click_to_open_rate``, ``frequency``) are not stored:
+:func:`derived` gives them as SQL expressions for rules (so a rule on ``recency_days`` becomes a comparison on
+``last_order_at`` that an index can serve), and :meth:`FeatureTable.values` computes the same in numpy.
 
 Only activities at or before ``as_of`` count, so features at a past cutoff are exactly what was known then
 (the churn model trains on such cutoffs). Cancelled and refunded orders (the ``cancelled`` / ``refunded``
@@ -17,18 +19,40 @@ segments altogether.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
+from numpy.typing import NDArray
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 
-from hub.contracts import ORDER_CANCELLED, ORDER_REFUNDED, SESSION_PAGE_VIEWS, ActivityType, Consent
+from hub.contracts import ActivityType, Consent
 from hub.store import models as m
+from hub.store.bulk import Bulk
 
-from .fields import WINDOWS_DAYS
+from .aggregate import (
+    COUNT_COLUMNS,
+    DAY_US,
+    NO_FIRST,
+    NO_LAST,
+    SUM_COLUMNS,
+    FeatureAccumulator,
+    FloatArray,
+    IntArray,
+    ScanTime,
+    driver_rows,
+    id_chunks,
+    micros,
+    scan,
+    scan_time_dtype,
+    to_micros,
+    voided,
+)
 
 T = ActivityType
 
@@ -59,86 +83,9 @@ def _days_postgresql(element: DaysBetween, compiler: SQLCompiler, **kw: Any) -> 
     return f"(EXTRACT(EPOCH FROM ({later} - {earlier})) / 86400.0)"
 
 
-class UtcDay(ColumnElement[Any]):
-    """The UTC calendar day of a timestamp (PostgreSQL's ``date()`` would use the session's time zone)."""
-
-    inherit_cache = True
-    type = sa.String()
-
-    def __init__(self, when: ColumnElement[Any]) -> None:
-        self.when = when
-
-
-@compiles(UtcDay, "sqlite")
-def _day_sqlite(element: UtcDay, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"date({compiler.process(element.when, **kw)})"
-
-
-@compiles(UtcDay, "postgresql")
-def _day_postgresql(element: UtcDay, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(({compiler.process(element.when, **kw)}) AT TIME ZONE 'UTC')::date"
-
-
-def _flag(column: ColumnElement[Any], key: str) -> ColumnElement[bool]:
-    # A missing attribute is false: most sources only set these flags on the orders they apply to.
-    return sa.func.coalesce(column[key].as_boolean(), sa.false())
-
-
-# ----------------------------------------------------------------------------------------------- aggregation
-
-
 def _is_order(a: sa.Table) -> ColumnElement[bool]:
     """A placed order that counts: not cancelled, not refunded."""
-    attrs = a.c.attributes
-    return (a.c.type == T.ORDER.value) & ~_flag(attrs, ORDER_CANCELLED) & ~_flag(attrs, ORDER_REFUNDED)
-
-
-def _aggregates(as_of: datetime) -> list[ColumnElement[Any]]:
-    a = m.activity
-    when = a.c.occurred_at
-    typ = a.c.type
-    order = _is_order(a)
-    opens, clicks, sessions = typ == T.EMAIL_OPEN.value, typ == T.EMAIL_CLICK.value, typ == T.SESSION.value
-    won = typ == T.DEAL_WON.value
-
-    def count(cond: ColumnElement[bool], name: str) -> ColumnElement[Any]:
-        return sa.func.sum(sa.case((cond, 1), else_=0)).label(name)
-
-    def total(cond: ColumnElement[bool], value: ColumnElement[Any], name: str) -> ColumnElement[Any]:
-        return sa.func.sum(sa.case((cond, value), else_=None)).label(name)
-
-    def last(cond: ColumnElement[bool], name: str) -> ColumnElement[Any]:
-        return sa.func.max(sa.case((cond, when), else_=None), type_=m.UTCDateTime()).label(name)
-
-    def since(days: int) -> ColumnElement[bool]:
-        return when >= sa.literal(as_of - timedelta(days=days), m.UTCDateTime())
-
-    page_views = sa.func.coalesce(sa.cast(a.c.attributes[SESSION_PAGE_VIEWS].as_float(), sa.Integer), 1)
-    cols: list[ColumnElement[Any]] = [
-        count(order, "orders"),
-        sa.func.count(sa.distinct(sa.case((order, UtcDay(when)), else_=None))).label("order_days"),
-        total(order, a.c.amount, "monetary"),
-        sa.func.min(sa.case((order, when), else_=None), type_=m.UTCDateTime()).label("first_order_at"),
-        last(order, "last_order_at"),
-        *(count(order & since(d), f"orders_{d}d") for d in WINDOWS_DAYS),
-        *(total(order & since(d), a.c.amount, f"spend_{d}d") for d in WINDOWS_DAYS),
-        count(opens, "email_opens"),
-        count(clicks, "email_clicks"),
-        *(count(opens & since(d), f"email_opens_{d}d") for d in WINDOWS_DAYS),
-        *(count(clicks & since(d), f"email_clicks_{d}d") for d in WINDOWS_DAYS),
-        last(opens, "last_email_open_at"),
-        last(clicks, "last_email_click_at"),
-        count(typ == T.EMAIL_BOUNCE.value, "email_bounces"),
-        count(typ == T.EMAIL_UNSUBSCRIBE.value, "email_unsubscribes"),
-        count(sessions, "sessions"),
-        *(count(sessions & since(d), f"sessions_{d}d") for d in WINDOWS_DAYS),
-        total(sessions & since(90), page_views, "page_views_90d"),
-        last(sessions, "last_session_at"),
-        count(won, "deals_won"),
-        total(won, a.c.amount, "deals_won_amount"),
-        sa.func.min(when, type_=m.UTCDateTime()).label("first_activity_at"),
-    ]
-    return cols
+    return (a.c.type == T.ORDER.value) & ~voided(a)
 
 
 def sampled(person_id: ColumnElement[int], every: int) -> ColumnElement[bool]:
@@ -146,43 +93,9 @@ def sampled(person_id: ColumnElement[int], every: int) -> ColumnElement[bool]:
     return sa.true() if every <= 1 else (person_id % every) == 0
 
 
-def activity_aggregates(as_of: datetime, person_ids: Sequence[int] | None = None, every: int = 1) -> sa.Subquery:
-    """One row per person with activities at or before ``as_of``: the aggregated feature columns."""
-    a = m.activity
-    where = [a.c.person_id.is_not(None), a.c.deleted.is_(False), a.c.occurred_at <= sa.literal(as_of, m.UTCDateTime())]
-    if person_ids is not None:
-        where.append(a.c.person_id.in_(person_ids))
-    if every > 1:
-        # On the activity's own person id, so the index entry filters before the row is read.
-        where.append(sampled(a.c.person_id, every))
-    return (
-        sa.select(a.c.person_id.label("person_id"), *_aggregates(as_of))
-        .where(*where)
-        .group_by(a.c.person_id)
-        .subquery("agg")
-    )
-
-
-# Stored aggregate columns that are counts: a person without activities has 0, not NULL.
-COUNT_COLUMNS = (
-    "orders",
-    "order_days",
-    *(f"orders_{d}d" for d in WINDOWS_DAYS),
-    "email_opens",
-    "email_clicks",
-    *(f"email_opens_{d}d" for d in WINDOWS_DAYS),
-    *(f"email_clicks_{d}d" for d in WINDOWS_DAYS),
-    "email_bounces",
-    "email_unsubscribes",
-    "sessions",
-    *(f"sessions_{d}d" for d in WINDOWS_DAYS),
-    "page_views_90d",
-    "deals_won",
-)
-# Sums: a person without such activities has spent 0.
-SUM_COLUMNS = ("monetary", *(f"spend_{d}d" for d in WINDOWS_DAYS), "deals_won_amount")
 TIME_COLUMNS = ("first_order_at", "last_order_at", "last_email_open_at", "last_email_click_at", "last_session_at")
 PROPERTY_COLUMNS = ("lifecycle_stage", "country", "city")
+STORED_COLUMNS = ("person_id", "as_of", *COUNT_COLUMNS, *SUM_COLUMNS, *TIME_COLUMNS, "first_seen_at", *PROPERTY_COLUMNS)
 
 
 def in_scope(person: sa.Table) -> ColumnElement[bool]:
@@ -190,37 +103,158 @@ def in_scope(person: sa.Table) -> ColumnElement[bool]:
     return person.c.merged_into.is_(None) & person.c.deleted.is_(False) & (person.c.consent != Consent.OBJECTED.value)
 
 
-def feature_select(as_of: datetime, person_ids: Sequence[int] | None = None, every: int = 1) -> sa.Select[Any]:
-    """``person_feature`` rows for the people in scope (all, or ``person_ids``; ``every``: a sample) at ``as_of``."""
+# ----------------------------------------------------------------------------------------------- people
+
+
+@dataclass
+class People:
+    """The people in scope, ascending by id: when each was created, and the merged person properties."""
+
+    person_id: IntArray
+    created_us: IntArray
+    properties: dict[str, list[str | None]]
+
+    def __len__(self) -> int:
+        return len(self.person_id)
+
+    def subset(self, keep: NDArray[np.bool_]) -> People:
+        """The people where ``keep`` is true."""
+        where = np.flatnonzero(keep).tolist()
+        props = {k: [v[i] for i in where] for k, v in self.properties.items()}
+        return People(self.person_id[keep], self.created_us[keep], props)
+
+    def sample(self, every: int) -> People:
+        """Every ``every``-th person by id (see :func:`sampled`)."""
+        return self if every <= 1 else self.subset(self.person_id % every == 0)
+
+
+def read_people(conn: Connection, person_ids: Sequence[int] | None = None) -> People:
+    """The people in scope (all, or those of ``person_ids``), with their creation time and properties."""
     p = m.person
-    agg = activity_aggregates(as_of, person_ids, every)
-    first_seen = sa.case(
-        (agg.c.first_activity_at.is_(None), p.c.created_at),
-        (agg.c.first_activity_at < p.c.created_at, agg.c.first_activity_at),
-        else_=p.c.created_at,
-    )
-    props = [sa.cast(p.c.properties[name].as_string(), sa.String).label(name) for name in PROPERTY_COLUMNS]
-    where = [in_scope(p), sampled(p.c.id, every)]
-    if person_ids is not None:
-        where.append(p.c.id.in_(person_ids))
-    return (
-        sa.select(
-            p.c.id.label("person_id"),
-            sa.literal(as_of, m.UTCDateTime()).label("as_of"),
-            *(sa.func.coalesce(agg.c[c], 0).label(c) for c in COUNT_COLUMNS),
-            *(sa.func.coalesce(agg.c[c], 0).label(c) for c in SUM_COLUMNS),
-            *(agg.c[c].label(c) for c in TIME_COLUMNS),
-            sa.type_coerce(first_seen, m.UTCDateTime()).label("first_seen_at"),
-            *props,
-        )
-        .select_from(p.outerjoin(agg, agg.c.person_id == p.c.id))
-        .where(*where)
+    props = [sa.cast(p.c.properties[name].as_string(), sa.String) for name in PROPERTY_COLUMNS]
+    ids: list[Any] = []
+    created: list[Any] = []
+    values: list[list[str | None]] = [[] for _ in PROPERTY_COLUMNS]
+    for chunk in id_chunks(person_ids):
+        stmt = sa.select(p.c.id, ScanTime(p.c.created_at), *props).where(in_scope(p)).order_by(p.c.id)
+        if chunk is not None:
+            stmt = stmt.where(p.c.id.in_(chunk))
+        for rows in driver_rows(conn, stmt):
+            columns = list(zip(*rows, strict=True))
+            ids.extend(columns[0])
+            created.extend(columns[1])
+            for column, got in zip(values, columns[2:], strict=True):
+                column.extend(got)
+    return People(
+        np.array(ids, dtype=np.int64),
+        to_micros(np.array(created, dtype=scan_time_dtype(conn.dialect))),
+        dict(zip(PROPERTY_COLUMNS, values, strict=True)),
     )
 
 
-def feature_columns() -> list[str]:
-    """The columns :func:`feature_select` yields, in order (the insert's target list)."""
-    return [c.name for c in feature_select(datetime(2000, 1, 1)).selected_columns]
+# ----------------------------------------------------------------------------------------------- the table
+
+
+@dataclass
+class FeatureTable:
+    """The features of some people at ``as_of``: the ``person_feature`` rows, as columns.
+
+    Times are microseconds since the epoch with :data:`NO_FIRST` / :data:`NO_LAST` where there is none;
+    :meth:`values` gives any stored or derived numeric feature as floats (NaN where missing).
+    """
+
+    as_of: datetime
+    people: People
+    columns: dict[str, NDArray[Any]]
+
+    @classmethod
+    def from_accumulator(cls, acc: FeatureAccumulator, people: People) -> FeatureTable:
+        """The table of ``acc``'s people (``people`` must list the same ids)."""
+        columns = acc.columns()
+        first_activity = columns.pop("first_activity_at")
+        columns["first_seen_at"] = np.minimum(first_activity, people.created_us)
+        return cls(acc.as_of, people, columns)
+
+    @property
+    def person_id(self) -> IntArray:
+        return self.people.person_id
+
+    def __len__(self) -> int:
+        return len(self.people)
+
+    def subset(self, keep: NDArray[np.bool_]) -> FeatureTable:
+        """The rows where ``keep`` is true."""
+        return FeatureTable(self.as_of, self.people.subset(keep), {k: v[keep] for k, v in self.columns.items()})
+
+    def times(self, name: str) -> FloatArray:
+        """Days from the time column ``name`` to ``as_of`` (NaN where there is none)."""
+        at = self.columns[name]
+        missing = (at == NO_LAST) | (at == NO_FIRST)
+        days = (micros(self.as_of) - at) / DAY_US
+        days[missing] = np.nan
+        return days
+
+    def values(self, name: str) -> FloatArray:
+        """A numeric stored or derived feature as floats, NaN where missing (the same as :func:`derived`)."""
+        c = self.columns
+        if name in derived_names():
+            orders, opens = c["orders"].astype(np.float64), c["email_opens"].astype(np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                if name == "frequency":
+                    out = orders
+                elif name == "aov":
+                    out = np.where(orders > 0, c["monetary"] / orders, np.nan)
+                elif name == "recency_days":
+                    out = self.times("last_order_at")
+                elif name == "tenure_days":
+                    out = self.times("first_seen_at")
+                elif name == "click_to_open_rate":
+                    out = np.where(opens > 0, c["email_clicks"] / opens, np.nan)
+                else:  # email_bounced, email_unsubscribed
+                    counted = c["email_bounces" if name == "email_bounced" else "email_unsubscribes"]
+                    out = (counted > 0).astype(np.float64)
+            return np.asarray(out, dtype=np.float64)
+        if name in TIME_COLUMNS or name == "first_seen_at":
+            raise ValueError(f"{name!r} is a time, not a number")
+        return c[name].astype(np.float64)
+
+    def matrix(self, names: Sequence[str]) -> FloatArray:
+        """The features ``names`` as columns of one float array (rows in person id order)."""
+        if not names:
+            return np.zeros((len(self), 0))
+        return np.column_stack([self.values(n) for n in names])
+
+    def rows(self, bulk: Bulk, start: int, stop: int) -> list[tuple[Any, ...]]:
+        """``person_feature`` rows ``start:stop`` in :data:`STORED_COLUMNS` order, as ``bulk`` binds them."""
+        c = self.columns
+        n = stop - start
+        as_of = bulk.ts(self.as_of)
+        cols: list[list[Any]] = [self.person_id[start:stop].tolist(), [as_of] * n]
+        cols += [c[name][start:stop].tolist() for name in COUNT_COLUMNS]
+        cols += [np.round(c[name][start:stop], 4).tolist() for name in SUM_COLUMNS]
+        for name in (*TIME_COLUMNS, "first_seen_at"):
+            at = c[name][start:stop]
+            cols.append(bulk.ts_micros(at, (at == NO_LAST) | (at == NO_FIRST)))
+        cols += [self.people.properties[name][start:stop] for name in PROPERTY_COLUMNS]
+        return list(zip(*cols, strict=True))
+
+
+def compute_features(
+    conn: Connection,
+    as_of: datetime,
+    person_ids: Sequence[int] | None = None,
+    *,
+    people: People | None = None,
+    also: Sequence[FeatureAccumulator] = (),
+) -> FeatureTable:
+    """The features at ``as_of`` of the people in scope (all, or of ``person_ids``), from one activity pass.
+
+    ``also``: more accumulators (other cutoffs, samples) fed from the same pass.
+    """
+    people = people if people is not None else read_people(conn, person_ids)
+    acc = FeatureAccumulator(as_of, people.person_id)
+    scan(conn, [acc, *also], person_ids)
+    return FeatureTable.from_accumulator(acc, people)
 
 
 # ----------------------------------------------------------------------------------------------- derived
@@ -261,57 +295,30 @@ def columns_for(names: Iterable[str]) -> list[str]:
     return list(out)
 
 
+def derived_names() -> frozenset[str]:
+    """The names :func:`derived` computes."""
+    return _DERIVED
+
+
+_DERIVED = frozenset(
+    ("frequency", "aov", "recency_days", "tenure_days", "click_to_open_rate", "email_bounced", "email_unsubscribed")
+)
+
+
 def feature_matrix(
     conn: Any, as_of: datetime, names: Sequence[str], person_ids: Sequence[int] | None = None
-) -> tuple[Any, Any]:
+) -> tuple[IntArray, FloatArray]:
     """Features ``names`` at ``as_of`` for the people in scope, computed on the fly (nothing stored).
-
-    For models that learn from past cutoffs (churn): the same SQL as ``person_feature``, at another time.
 
     Args:
         conn: an open connection.
         as_of: the cutoff; only activities at or before it count.
-        names: stored or derived feature names (see :mod:`segment_rules.fields`).
+        names: stored or derived numeric feature names (see :mod:`segment_rules.fields`).
         person_ids: only these people.
 
     Returns:
         ``(person_ids, X)``: an int64 array and a float64 array of shape (n, len(names)), NaN where a value is
         missing, rows in person id order.
     """
-    from .scoring import read_float_rows
-
-    sub = feature_select(as_of, person_ids).subquery("pf")
-    exprs = derived(sub, as_of)
-    cols = [_as_float(exprs.get(n, sub.c.get(n))).label(n) for n in names]  # type: ignore[arg-type]
-    stmt = sa.select(sub.c.person_id, *cols).order_by(sub.c.person_id)
-    data = read_float_rows(conn, stmt, len(names) + 1)
-    return data[:, 0].astype("int64"), data[:, 1:]
-
-
-def _as_float(expr: ColumnElement[Any]) -> ColumnElement[float]:
-    # PostgreSQL will not cast a boolean to a float directly.
-    if isinstance(expr.type, sa.Boolean):
-        return sa.case((expr, 1.0), else_=0.0)
-    return sa.cast(expr, sa.Float)
-
-
-def orders_between(
-    conn: Any, start: datetime, end: datetime, person_ids: Sequence[int] | None = None, every: int = 1
-) -> dict[int, int]:
-    """Orders per person in ``(start, end]`` (cancelled and refunded left out): the outcome churn models predict."""
-    a = m.activity
-    stmt = (
-        sa.select(a.c.person_id, sa.func.count())
-        .where(
-            _is_order(a),
-            a.c.person_id.is_not(None),
-            a.c.deleted.is_(False),
-            a.c.occurred_at > sa.literal(start, m.UTCDateTime()),
-            a.c.occurred_at <= sa.literal(end, m.UTCDateTime()),
-            sampled(a.c.person_id, every),
-        )
-        .group_by(a.c.person_id)
-    )
-    if person_ids is not None:
-        stmt = stmt.where(a.c.person_id.in_(person_ids))
-    return {int(pid): int(n) for pid, n in conn.execute(stmt)}
+    table = compute_features(conn, as_of, person_ids)
+    return table.person_id, table.matrix(names)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -78,22 +79,64 @@ def size_warnings(stats: Sequence[SegmentStats], people: int, settings: QualityS
     return out
 
 
+MASK_BITS = 30  # segments per bit mask column: a mask stays a positive 32-bit integer on every backend
+
+
 def overlaps(conn: Connection, stats: Sequence[SegmentStats]) -> dict[tuple[str, str], float]:
-    """Jaccard similarity of every pair of segments with common members (from the open stays)."""
+    """Jaccard similarity of every pair of segments with common members (from the open stays).
+
+    Each person's open stays become bit masks (one bit per segment), the people are counted per distinct mask
+    combination, and :func:`jaccard_from_masks` turns those few rows into pair counts: two grouped passes
+    over the stays, where a self-join of the stays grows with the square of the segments a person holds.
+    """
+    names = [s.name for s in stats]
+    if len(names) < 2:
+        return {}
     sm = m.segment_membership
-    a, b = sm.alias("a"), sm.alias("b")
-    rows = conn.execute(
-        sa.select(a.c.segment, b.c.segment, sa.func.count())
-        .select_from(a.join(b, (a.c.person_id == b.c.person_id) & (a.c.segment < b.c.segment)))
-        .where(a.c.exited_at.is_(None), b.c.exited_at.is_(None))
-        .group_by(a.c.segment, b.c.segment)
+    bit = sa.Integer()
+    masks = []
+    for start in range(0, len(names), MASK_BITS):
+        group = names[start : start + MASK_BITS]
+        value = sa.case(*((sm.c.segment == name, 1 << k) for k, name in enumerate(group)), else_=0)
+        masks.append(sa.func.sum(sa.cast(value, bit)).label(f"mask{start // MASK_BITS}"))
+    per_person = (
+        sa.select(*masks)
+        .where(sm.c.exited_at.is_(None), sm.c.segment.in_(names))
+        .group_by(sm.c.person_id)
+        .subquery("per_person")
     )
-    sizes = {s.name: s.size for s in stats}
+    columns = [per_person.c[f"mask{k}"] for k in range(len(masks))]
+    rows = conn.execute(sa.select(*columns, sa.func.count()).group_by(*columns)).all()
+    return jaccard_from_masks(rows, names, {s.name: s.size for s in stats})
+
+
+def jaccard_from_masks(
+    rows: Sequence[Sequence[Any]], names: Sequence[str], sizes: Mapping[str, int]
+) -> dict[tuple[str, str], float]:
+    """Jaccard of every pair with common members, from ``(mask0, mask1, ..., people)`` rows.
+
+    Bit ``i % MASK_BITS`` of mask ``i // MASK_BITS`` says the people of the row hold ``names[i]``; the pair
+    counts are one matrix product over the rows.
+    """
+    import numpy as np
+
+    n = len(names)
+    if not rows or n < 2:
+        return {}
+    combos = np.array([r[:-1] for r in rows], dtype=np.int64)
+    weight = np.array([r[-1] for r in rows], dtype=np.float64)
+    bits = np.zeros((len(rows), n))
+    for i in range(n):
+        bits[:, i] = (combos[:, i // MASK_BITS] >> (i % MASK_BITS)) & 1
+    common = bits.T @ (bits * weight[:, None])
     out: dict[tuple[str, str], float] = {}
-    for left, right, common in rows:
-        if left in sizes and right in sizes:
-            union = sizes[left] + sizes[right] - int(common)
-            out[(str(left), str(right))] = int(common) / union if union else 0.0
+    for i in range(n):
+        for j in range(n):
+            left, right = names[i], names[j]
+            shared = int(common[i, j] + 0.5)  # exact counts, summed as floats
+            if left < right and shared:
+                union = sizes[left] + sizes[right] - shared
+                out[(left, right)] = shared / union if union else 0.0
     return out
 
 

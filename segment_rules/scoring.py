@@ -1,7 +1,8 @@
 """Scores per person from the stored features: RFM, CLV (simple and BG/NBD x Gamma-Gamma), churn risk.
 
-The scoring step reads a few feature columns of the people in scope into numpy arrays (chunked, one float
-per cell: never a Python object per person), fits or reuses the models, and writes ``person_score``.
+The scoring step takes a few feature columns of the people in scope as numpy arrays (from the features
+step's :class:`~segment_rules.features.FeatureTable`: one float per cell, never a Python object per person),
+fits or reuses the models, and writes ``person_score`` with the store's bulk writer.
 
 - **RFM** (:class:`~segment_rules.rfm.RFMScorer`) on customers with at least one order: recency in days,
   orders, spend.
@@ -24,10 +25,10 @@ churn scores stay empty and the report says so; RFM falls back to fixed bins by 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -39,6 +40,9 @@ from hub.store import models as m
 from .btyd import BetaGeoModel, ConvergenceError, GammaGammaModel, customer_lifetime_value
 from .features import DaysBetween
 from .rfm import RFMScorer
+
+if TYPE_CHECKING:
+    from .features import FeatureTable
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +119,19 @@ class FeatureArrays:
     age_days: FloatArray  # as_of - first order
 
     @classmethod
+    def from_table(cls, table: FeatureTable) -> FeatureArrays:
+        """The scoring inputs of every row of ``table``."""
+        c = table.columns
+        return cls(
+            person_id=table.person_id,
+            orders=c["orders"].astype(np.float64),
+            order_days=c["order_days"].astype(np.float64),
+            monetary=c["monetary"].astype(np.float64),
+            recency_days=np.clip(table.times("last_order_at"), 0.0, None),
+            age_days=np.clip(table.times("first_order_at"), 0.0, None),
+        )
+
+    @classmethod
     def from_matrix(cls, data: FloatArray) -> FeatureArrays:
         """From the first six columns of ``data``: person id, orders, order days, spend, recency, age (days)."""
         return cls(
@@ -125,23 +142,6 @@ class FeatureArrays:
             recency_days=np.clip(data[:, 4], 0.0, None),
             age_days=np.clip(data[:, 5], 0.0, None),
         )
-
-
-def read_features(conn: Connection, as_of: datetime, person_ids: Sequence[int] | None = None) -> FeatureArrays:
-    """Read the scoring inputs from ``person_feature`` into arrays, in chunks."""
-    f = m.person_feature
-    at = sa.literal(as_of, m.UTCDateTime())
-    stmt = sa.select(
-        f.c.person_id,
-        f.c.orders,
-        f.c.order_days,
-        sa.cast(f.c.monetary, sa.Float),
-        sa.case((f.c.last_order_at.is_(None), None), else_=DaysBetween(at, f.c.last_order_at)),
-        sa.case((f.c.first_order_at.is_(None), None), else_=DaysBetween(at, f.c.first_order_at)),
-    ).order_by(f.c.person_id)
-    if person_ids is not None:
-        stmt = stmt.where(f.c.person_id.in_(person_ids))
-    return FeatureArrays.from_matrix(read_float_rows(conn, stmt, 6))
 
 
 def read_float_rows(conn: Connection, stmt: sa.Select[Any], width: int) -> FloatArray:
@@ -316,29 +316,44 @@ def _percentile(values: FloatArray) -> FloatArray:
     return out
 
 
-def score_rows(scores: Scores, scored_at: datetime) -> Iterator[dict[str, Any]]:
-    """``person_score`` rows for the computed scores."""
-    for i, pid in enumerate(scores.person_id.tolist()):
-        r, f, mo = (int(v) for v in scores.rfm[i])
-        yield {
-            "person_id": pid,
-            "scored_at": scored_at,
-            "rfm_r": r or None,
-            "rfm_f": f or None,
-            "rfm_m": mo or None,
-            "rfm_score": f"{r}{f}{mo}" if r else None,
-            "rfm_segment": scores.rfm_segment[i],
-            "clv": _num(scores.clv[i]),
-            "clv_percentile": _num(scores.clv_percentile[i]),
-            "clv_simple": _num(scores.clv_simple[i]),
-            "expected_orders": _num(scores.expected_orders[i]),
-            "churn_probability": _num(scores.churn_probability[i]),
-            "cluster": None,
-        }
+SCORE_COLUMNS = (
+    "person_id",
+    "scored_at",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_score",
+    "rfm_segment",
+    "clv",
+    "clv_percentile",
+    "clv_simple",
+    "expected_orders",
+    "churn_probability",
+    "cluster",
+)
 
 
-def _num(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
+def score_rows(scores: Scores, scored: Any, start: int, stop: int) -> list[tuple[Any, ...]]:
+    """``person_score`` rows ``start:stop`` in :data:`SCORE_COLUMNS` order (``scored``: the bound time)."""
+    n = stop - start
+    rfm = scores.rfm[start:stop]
+    digits = rfm.tolist()
+    cols: list[list[Any]] = [scores.person_id[start:stop].tolist(), [scored] * n]
+    cols += [[v or None for v in rfm[:, k].tolist()] for k in range(3)]
+    cols.append([f"{r}{f}{mo}" if r else None for r, f, mo in digits])
+    cols.append(scores.rfm_segment[start:stop])
+    for values in (scores.clv, scores.clv_percentile, scores.clv_simple, scores.expected_orders,
+                   scores.churn_probability):
+        cols.append(_nums(values[start:stop]))
+    cols.append([None] * n)
+    return list(zip(*cols, strict=True))
+
+
+def _nums(values: FloatArray) -> list[float | None]:
+    out: list[float | None] = values.tolist()
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        out[i] = None
+    return out
 
 
 def clv_backtest(conn: Connection, as_of: datetime, holdout_days: int, penalizer: float = 0.001) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -279,3 +280,41 @@ def test_incremental_evaluation_touches_only_the_changed_people(store: Store) ->
     assert result.incremental and result.people == 20
     assert members(store)["big"] == {ids["p3@x.example"]}
     assert [(c.size, c.entered) for c in result.segments] == [(1, 1)]
+
+
+def test_overlaps_of_many_segments_equal_the_self_join_of_the_stays(store: Store) -> None:
+    """The Jaccard figures come from grouped segment bit masks (of the evaluation after a full run, of the open
+    stays otherwise): with more segments than a 16-bit flag or one mask holds they must still equal the pairwise
+    self-join of the open stays."""
+    from segment_rules.compile import Compiler
+    from segment_rules.engine import _Evaluation
+    from segment_rules.quality import SegmentStats, overlaps
+
+    people = {f"p{i}@x.example": [(float(3 * j + i % 7), 10 + i) for j in range(i % 5)] for i in range(30)}
+    load(store, people)
+    rules = ruleset({f"s{k:02d}": {"any": [{"orders": {"gte": k % 5}}, {"monetary": {"gt": 10 * k}}]}
+                     for k in range(34)})
+    result = evaluate(store, rules, as_of=AS_OF)
+    sizes = {c.segment: c.size for c in result.segments}
+    stats = [SegmentStats(c.segment, c.size, c.entered, c.exited, None, None) for c in result.segments]
+    sm = m.segment_membership
+    a, b = sm.alias("a"), sm.alias("b")
+    work = _Evaluation([s.name for s in rules.segments])
+    with store.engine.begin() as conn:
+        pairs = conn.execute(
+            sa.select(a.c.segment, b.c.segment, sa.func.count())
+            .select_from(a.join(b, (a.c.person_id == b.c.person_id) & (a.c.segment < b.c.segment)))
+            .where(a.c.exited_at.is_(None), b.c.exited_at.is_(None))
+            .group_by(a.c.segment, b.c.segment)
+        ).all()
+        joined = {(x, y): n / (sizes[x] + sizes[y] - n) for x, y, n in pairs}
+        work.create(conn, Compiler(rules, AS_OF).compile(), None)
+        try:
+            evaluated = work.overlaps(conn, result.segments)
+        finally:
+            work.drop(conn)
+        from_stays = overlaps(conn, stats)
+    assert joined and evaluated.keys() == joined.keys() == from_stays.keys()
+    for pair, value in joined.items():
+        assert evaluated[pair] == pytest.approx(value), pair
+        assert from_stays[pair] == pytest.approx(value), pair
