@@ -600,12 +600,17 @@ def evaluate(
         result.timings["features"] = time.perf_counter() - started
         started = time.perf_counter()
         # The features are written while the scores are computed from them in memory: the driver lets go of
-        # the GIL while the database works, so the two overlap on a second core. The scores are written after.
-        with ThreadPoolExecutor(1, thread_name_prefix="hub-features") as pool:
+        # the GIL while the database works, so the two overlap on a second core. PostgreSQL takes the scores
+        # at the same time as the features (two tables, two server processes); SQLite has one writer at a time,
+        # so there the scores wait for the features' commit.
+        concurrent = store.engine.dialect.name == "postgresql"
+        with ThreadPoolExecutor(2, thread_name_prefix="hub-scores") as pool:
             written = pool.submit(write_features, store, computed.features, scope)
             scores, result.scores = score(store, computed, settings, scope)
+            if not concurrent:
+                result.people = written.result()
+            pool.submit(write_scores, store, scores, result.scores, scope).result()
             result.people = written.result()
-        write_scores(store, scores, result.scores, scope)
         result.timings["scores"] = time.perf_counter() - started
         started = time.perf_counter()
         exited_scope = sorted(set(person_ids or ()) - set(scope or ()))  # merged away: their stays close
