@@ -305,14 +305,17 @@ def write_memberships(
         work = _Evaluation(names)
         work.create(conn, compiled, person_ids)
         try:
-            before = _open_sizes(conn)
-            exited = [_apply_segment(conn, work, i, name, now, person_ids is not None) for i, name in enumerate(names)]
-            after = work.sizes(conn) if person_ids is None else _stay_sizes(conn, names)
-            if person_ids is None:
+            full = person_ids is None
+            before = _open_sizes(conn) if full else {}
+            exited = [_apply_segment(conn, work, i, name, now, not full) for i, name in enumerate(names)]
+            after = work.sizes(conn) if full else _stay_sizes(conn, names)
+            # An incremental run counts its new stays among the few people it evaluated; a full run takes the
+            # difference (stays only open by entering and close by leaving), which needs no second pass.
+            opened = {} if full else _opened(conn, work, now)
+            if full:
                 _refresh_statistics(conn, m.segment_membership)  # the next runs plan against these stays
             for name, left, (size, held_out) in zip(names, exited, after, strict=True):
-                # Stays only open by entering and close by leaving: what is new is the difference.
-                entered = size - (before.get(name, 0) - left)
+                entered = size - (before.get(name, 0) - left) if full else opened.get(name, 0)
                 changes.append(SegmentChange(name, size, entered, left, held_out))
             jaccard = work.overlaps(conn, changes) if person_ids is None else None
             _check_quality(conn, rules, changes, previous, people, quality or QualitySettings(), jaccard)
@@ -491,6 +494,21 @@ def _open_sizes(conn: Connection) -> dict[str, int]:
     return {str(segment): int(n) for segment, n in rows}
 
 
+def _opened(conn: Connection, work: _Evaluation, now: datetime) -> dict[str, int]:
+    """Stays this run opened for the people of an incremental run's scope, per segment (by the person index)."""
+    sm = m.segment_membership
+    rows = conn.execute(
+        sa.select(sm.c.segment, sa.func.count())
+        .where(
+            sm.c.person_id.in_(sa.select(work.scope.c.person_id)),
+            sm.c.entered_at == sa.literal(now, m.UTCDateTime()),
+            sm.c.exited_at.is_(None),
+        )
+        .group_by(sm.c.segment)
+    )
+    return {str(segment): int(n) for segment, n in rows}
+
+
 def _stay_sizes(conn: Connection, names: Sequence[str]) -> list[tuple[int, int]]:
     """Per segment of ``names``: open stays and held-out ones among them."""
     sm = m.segment_membership
@@ -535,12 +553,9 @@ def _drop_out_of_scope(store: Store, person_ids: Sequence[int] | None) -> None:
             conn.execute(sa.delete(s).where(s.c.person_id.in_(chunk)))
 
 
-def _people_in_scope(store: Store) -> int:
-    with store.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(m.person_feature)).scalar_one())
-
-
-def _run_warnings(store: Store, rules: RuleSet, scores: ScoreReport | None) -> list[str]:
+def _run_warnings(
+    store: Store, rules: RuleSet, scores: ScoreReport | None, person_ids: Sequence[int] | None = None
+) -> list[str]:
     out: list[str] = []
     if scores is not None:
         if scores.rfm is not None:
@@ -548,7 +563,8 @@ def _run_warnings(store: Store, rules: RuleSet, scores: ScoreReport | None) -> l
         out.extend(scores.notes)
     exclusive = {g.name: g.members for g in rules.groups.values() if g.exclusive}
     with store.engine.connect() as conn:
-        for group, doubled in exclusive_gaps(conn, exclusive).items():
+        scoped = None if person_ids is None or len(person_ids) > _ID_CHUNK else person_ids
+        for group, doubled in exclusive_gaps(conn, exclusive, scoped).items():
             if doubled:
                 out.append(f"group {group}: {doubled} people hold more than one of its segments")
     return out
@@ -616,10 +632,10 @@ def evaluate(
         exited_scope = sorted(set(person_ids or ()) - set(scope or ()))  # merged away: their stays close
         scope_ids = None if scope is None else sorted(set(scope) | set(exited_scope))
         result.segments = write_memberships(
-            store, rules, as_of, run_id, scope_ids, people=_people_in_scope(store), quality=quality
+            store, rules, as_of, run_id, scope_ids, people=result.people, quality=quality
         )
         result.timings["segments"] = time.perf_counter() - started
-        result.warnings = _run_warnings(store, rules, result.scores)
+        result.warnings = _run_warnings(store, rules, result.scores, scope_ids)
         _store_run_warnings(store, run_id, result)
     except BaseException as exc:
         store.finish_run(run_id, "failed", {}, f"{type(exc).__name__}: {exc}")

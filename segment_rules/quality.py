@@ -166,14 +166,23 @@ def score_warnings(policy: Mapping[str, str], policy_reasons: Mapping[str, str])
     ]
 
 
-def exclusive_gaps(conn: Connection, groups: Mapping[str, Sequence[str]]) -> dict[str, int]:
-    """For each exclusive group, how many people hold more than one of its members (should be none)."""
+def exclusive_gaps(
+    conn: Connection, groups: Mapping[str, Sequence[str]], person_ids: Sequence[int] | None = None
+) -> dict[str, int]:
+    """For each exclusive group, how many people hold more than one of its members (should be none).
+
+    ``person_ids``: only among these people (an incremental run checks the people it re-evaluated; the daily
+    full run checks everyone).
+    """
     sm = m.segment_membership
     out: dict[str, int] = {}
     for name, members in groups.items():
+        where = [sm.c.segment.in_(list(members)), sm.c.exited_at.is_(None)]
+        if person_ids is not None:
+            where.append(sm.c.person_id.in_(list(person_ids)))
         doubled = (
             sa.select(sm.c.person_id)
-            .where(sm.c.segment.in_(list(members)), sm.c.exited_at.is_(None))
+            .where(*where)
             .group_by(sm.c.person_id)
             .having(sa.func.count() > 1)
             .subquery()

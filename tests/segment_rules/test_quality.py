@@ -84,8 +84,10 @@ def test_jaccard_from_the_open_stays(store: Store) -> None:
     with store.engine.connect() as conn:
         jaccard = overlaps(conn, stats)
         gaps = exclusive_gaps(conn, {"ab": ("a", "b"), "ac": ("a", "c")})
+        scoped = exclusive_gaps(conn, {"ab": ("a", "b")}, person_ids=[1, 7, 8, 15])
     assert jaccard == {("a", "b"): 5 / 15}  # 6..10 in common, 1..15 in all
     assert gaps == {"ab": 5, "ac": 0}
+    assert scoped == {"ab": 2}  # of 1, 7, 8 and 15, only 7 and 8 hold both
 
 
 def test_score_warnings_only_for_fallbacks_nobody_asked_for() -> None:
