@@ -33,6 +33,7 @@ from hub.store import engine as engine_mod
 from hub.store import models as m
 from hub.store.bulk import for_dialect as bulk_for
 
+from .aggregate import no_jit
 from .compile import Compiled, Compiler
 from .features import STORED_COLUMNS, FeatureTable, compute_features, in_scope, read_people
 from .quality import (
@@ -423,14 +424,12 @@ class _Evaluation:
 
 
 def _tune_batch(conn: Connection) -> None:
-    """Settings for this transaction's few large statements, on PostgreSQL.
-
-    JIT compilation of the wide evaluation query (one CASE tree per segment) costs more than it saves: 2.1 s
-    of a 5.2 s statement at a million people. Sorts and hashes of a million rows spill to disk at the default
-    4 MB of work_mem. Both are SET LOCAL: they end with the transaction.
+    """Settings for this transaction's few large statements, on PostgreSQL: no JIT (see
+    :func:`~segment_rules.aggregate.no_jit`), and 64 MB of work_mem, as sorts and hashes of a million rows spill
+    to disk at the default 4 MB. Both are SET LOCAL: they end with the transaction.
     """
+    no_jit(conn)
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL jit = off")
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
 
 

@@ -131,18 +131,6 @@ class FeatureArrays:
             age_days=np.clip(table.times("first_order_at"), 0.0, None),
         )
 
-    @classmethod
-    def from_matrix(cls, data: FloatArray) -> FeatureArrays:
-        """From the first six columns of ``data``: person id, orders, order days, spend, recency, age (days)."""
-        return cls(
-            person_id=data[:, 0].astype(np.int64),
-            orders=data[:, 1],
-            order_days=data[:, 2],
-            monetary=data[:, 3],
-            recency_days=np.clip(data[:, 4], 0.0, None),
-            age_days=np.clip(data[:, 5], 0.0, None),
-        )
-
 
 def read_float_rows(conn: Connection, stmt: sa.Select[Any], width: int) -> FloatArray:
     """The rows of ``stmt`` as a float array of ``width`` columns, fetched in chunks; NULL becomes NaN."""
