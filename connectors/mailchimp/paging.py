@@ -189,12 +189,15 @@ class LastChangedPaginator:
 
     def _next_in_second(self, received: int, full: bool, total: int | None) -> None:
         """Move on within the second being read by offset, stepping back if members left it meanwhile."""
-        if total is not None and self._tie_total is not None and total < self._tie_total:
+        shrank = total is not None and self._tie_total is not None and total < self._tie_total
+        if shrank:
             self._skip = max(0, self._skip - (self._tie_total - total))
         else:
             self._skip += received
         self._tie_total = total
-        if not full or (total is not None and self._skip >= total):
+        # A short page after members left the second says nothing about the end: the ones behind them moved
+        # up past the offset just asked for, so the stepped-back offset is read before the second is done.
+        if (not full and not shrank) or (total is not None and self._skip >= total):
             self._mode, self._skip, self._tie_total = "after", 0, None
 
     def _is_new(self, changed: datetime, member_id: str) -> bool:

@@ -179,6 +179,16 @@ def test_every_member_is_read_exactly_once(
     assert sorted(emitted) == sorted(f"m{i:04d}" for i in range(len(stamps)))
 
 
+def test_a_member_leaving_the_second_before_a_short_page_hides_no_one() -> None:
+    """Three members in one second, pages of two: the first leaves the second (it changes) just before the
+    offset-2 read, so that read comes back empty although the third member moved up to offset 1."""
+    audience = audience_of([0, 0, 0])
+    audience.on_request = lambda n: audience.touch("m0000") if n == 3 else None
+    emitted = drain(audience, 2)
+    assert set(emitted) == {"m0000", "m0001", "m0002"}
+    assert emitted.count("m0002") == 1
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     stamps=st.lists(st.integers(0, 6), min_size=1, max_size=30),
