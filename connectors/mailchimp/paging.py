@@ -189,9 +189,10 @@ class LastChangedPaginator:
 
     def _next_in_second(self, received: int, full: bool, total: int | None) -> None:
         """Move on within the second being read by offset, stepping back if members left it meanwhile."""
-        shrank = total is not None and self._tie_total is not None and total < self._tie_total
+        left = self._tie_total - total if total is not None and self._tie_total is not None else 0
+        shrank = left > 0
         if shrank:
-            self._skip = max(0, self._skip - (self._tie_total - total))
+            self._skip = max(0, self._skip - left)
         else:
             self._skip += received
         self._tie_total = total
