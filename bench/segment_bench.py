@@ -124,13 +124,13 @@ def fill(store: Store, people: int, activities: int, seed: int) -> None:
             cur.execute("COMMIT")
         else:
             raw.commit()
-            settle(raw)
+            settle(raw.driver_connection)  # the psycopg connection: the pool's proxy keeps attributes to itself
     finally:
         raw.close()
 
 
 def settle(raw: Any) -> None:
-    """PostgreSQL after a bulk load: VACUUM, then CHECKPOINT.
+    """PostgreSQL (``raw``: a psycopg connection) after a bulk load: VACUUM, then CHECKPOINT.
 
     The first pass over freshly copied rows sets their hint bits, dirtying and writing every page again, and
     autovacuum and checkpoints would run in the middle of the timed evaluation. A store filled by syncs over

@@ -20,6 +20,7 @@ then. The column meanings are those of :mod:`segment_rules.features`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from hub.contracts import ORDER_CANCELLED, ORDER_REFUNDED, SESSION_PAGE_VIEWS, ActivityType
 from hub.store import models as m
+from hub.store.pgcopy import PG_EPOCH_US, copy_out
 
 from .fields import WINDOWS_DAYS
 
@@ -82,9 +84,16 @@ def _scan_time_sqlite(element: ScanTime, compiler: SQLCompiler, **kw: Any) -> st
     return str(compiler.process(element.when, **kw))
 
 
+# Compiled with this keyword, a PostgreSQL ScanTime is the timestamp itself: binary COPY sends it as int64
+# microseconds since 2000-01-01, free of charge, where the exact EXTRACT (numeric arithmetic) costs the server
+# 6.7 of a 16.4 s scan of ten million rows.
+NATIVE_TIMES = "hub_native_times"
+
+
 @compiles(ScanTime, "postgresql")
 def _scan_time_postgresql(element: ScanTime, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST(EXTRACT(EPOCH FROM {compiler.process(element.when, **kw)}) * 1000000 AS BIGINT)"
+    when = compiler.process(element.when, **kw)
+    return when if kw.get(NATIVE_TIMES) else f"CAST(EXTRACT(EPOCH FROM {when}) * 1000000 AS BIGINT)"
 
 
 def scan_time_dtype(dialect: Dialect) -> np.dtype[Any]:
@@ -234,8 +243,8 @@ def read_chunks(conn: Connection, stmt: sa.Select[Any]) -> Iterator[Chunk]:
         yield Chunk.from_rows(rows, time_dtype)
 
 
-# PostgreSQL's binary COPY of five NOT NULL columns (bigint, integer, bigint, float8, float8) is a sequence of
-# fixed-size tuples: a field count, then a length and the big-endian value of each field.
+# PostgreSQL's binary COPY of five NOT NULL columns (bigint, integer, timestamptz, float8, float8) is a sequence
+# of fixed-size tuples: a field count, then a length and the big-endian value of each field.
 _COPY_ROW = np.dtype([
     ("n", ">i2"), ("lp", ">i4"), ("p", ">i8"), ("lk", ">i4"), ("k", ">i4"), ("lt", ">i4"), ("t", ">i8"),
     ("la", ">i4"), ("a", ">f8"), ("lv", ">i4"), ("v", ">f8"),
@@ -250,9 +259,9 @@ def _copy_chunks(conn: Connection, stmt: sa.Select[Any]) -> Iterator[Chunk]:
     and no Python object is made per row or per value. The columns are made NOT NULL for it (a missing amount
     is 0, a missing page count NaN, as :class:`Chunk` holds them anyway).
     """
-    inner = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    inner = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True, NATIVE_TIMES: True}))
     sql = (
-        "COPY (SELECT CAST(s.p AS BIGINT), CAST(s.k AS INTEGER), CAST(s.t AS BIGINT), "
+        "COPY (SELECT CAST(s.p AS BIGINT), CAST(s.k AS INTEGER), CAST(s.t AS TIMESTAMPTZ), "
         "CAST(COALESCE(s.a, 0) AS DOUBLE PRECISION), COALESCE(CAST(s.v AS DOUBLE PRECISION), 'NaN') "
         f"FROM ({inner}) AS s) TO STDOUT (FORMAT BINARY)"
     )
@@ -261,8 +270,8 @@ def _copy_chunks(conn: Connection, stmt: sa.Select[Any]) -> Iterator[Chunk]:
     size = _COPY_ROW.itemsize
     buffer = bytearray()
     header = True
-    with raw.cursor() as cursor, cursor.copy(sql) as copy:
-        for block in copy:
+    with closing(copy_out(raw, sql)) as blocks:  # closed at once if the reader stops: the statement is cancelled
+        for block in blocks:
             buffer += block
             if header:
                 if len(buffer) < 19:
@@ -293,7 +302,7 @@ def _copy_chunk(buffer: bytearray, rows: int) -> Chunk:
     return Chunk(
         person=data["p"].astype(np.int64),
         kind=data["k"].astype(np.int8),
-        at=data["t"].astype(np.int64),
+        at=data["t"].astype(np.int64) + PG_EPOCH_US,
         amount=data["a"].astype(np.float64),
         page_views=data["v"].astype(np.float64),
     )

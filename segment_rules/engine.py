@@ -35,7 +35,7 @@ from hub.store.bulk import for_dialect as bulk_for
 
 from .aggregate import no_jit
 from .compile import Compiled, Compiler
-from .features import STORED_COLUMNS, FeatureTable, compute_features, in_scope, read_people
+from .features import FeatureTable, compute_features, in_scope, read_people
 from .quality import (
     MASK_BITS,
     QualitySettings,
@@ -49,7 +49,7 @@ from .quality import (
 )
 from .report import RUN_WIDE
 from .ruleset import RuleSet
-from .scoring import SCORE_COLUMNS, FeatureArrays, ScoreReport, Scores, ScoringSettings, compute_scores, score_rows
+from .scoring import FeatureArrays, ScoreReport, Scores, ScoringSettings, compute_scores, stored_scores
 
 if TYPE_CHECKING:
     from .churn import CutoffReader
@@ -179,7 +179,7 @@ def write_features(store: Store, table: FeatureTable, person_ids: Sequence[int] 
                 conn.execute(sa.delete(f).where(f.c.person_id.in_(chunk)))
         for start in range(0, len(table), _WRITE_ROWS):
             stop = min(start + _WRITE_ROWS, len(table))
-            bulk.insert(conn, f, STORED_COLUMNS, table.rows(bulk, start, stop))
+            bulk.insert_columns(conn, f, table.stored(start, stop))
         if person_ids is None:
             _refresh_statistics(conn, f)
         return int(conn.execute(sa.select(sa.func.count()).select_from(f)).scalar_one())
@@ -208,10 +208,10 @@ def write_scores(store: Store, scores: Scores, report: ScoreReport, person_ids: 
         else:
             for chunk in _chunks(person_ids):
                 conn.execute(sa.delete(s).where(s.c.person_id.in_(chunk)))
-        scored = bulk.ts(m.utcnow())
+        scored = m.utcnow()
         for start in range(0, len(scores.person_id), _WRITE_ROWS):
             stop = min(start + _WRITE_ROWS, len(scores.person_id))
-            bulk.insert(conn, s, SCORE_COLUMNS, score_rows(scores, scored, start, stop))
+            bulk.insert_columns(conn, s, stored_scores(scores, scored, start, stop))
         if person_ids is None:
             _refresh_statistics(conn, s)
             _save_models(conn, report, report.as_of)

@@ -33,7 +33,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from hub.contracts import ActivityType, Consent
 from hub.store import models as m
-from hub.store.bulk import Bulk
+from hub.store.bulk import Column
 
 from .aggregate import (
     COUNT_COLUMNS,
@@ -224,19 +224,17 @@ class FeatureTable:
             return np.zeros((len(self), 0))
         return np.column_stack([self.values(n) for n in names])
 
-    def rows(self, bulk: Bulk, start: int, stop: int) -> list[tuple[Any, ...]]:
-        """``person_feature`` rows ``start:stop`` in :data:`STORED_COLUMNS` order, as ``bulk`` binds them."""
+    def stored(self, start: int, stop: int) -> dict[str, Column]:
+        """``person_feature`` rows ``start:stop`` column by column, in :data:`STORED_COLUMNS` order."""
         c = self.columns
-        n = stop - start
-        as_of = bulk.ts(self.as_of)
-        cols: list[list[Any]] = [self.person_id[start:stop].tolist(), [as_of] * n]
-        cols += [c[name][start:stop].tolist() for name in COUNT_COLUMNS]
-        cols += [np.round(c[name][start:stop], 4).tolist() for name in SUM_COLUMNS]
+        ids = self.person_id[start:stop]
+        out = {"person_id": Column(ids), "as_of": Column(np.full(len(ids), micros(self.as_of), dtype=np.int64))}
+        out |= {name: Column(c[name][start:stop]) for name in (*COUNT_COLUMNS, *SUM_COLUMNS)}
         for name in (*TIME_COLUMNS, "first_seen_at"):
             at = c[name][start:stop]
-            cols.append(bulk.ts_micros(at, (at == NO_LAST) | (at == NO_FIRST)))
-        cols += [self.people.properties[name][start:stop] for name in PROPERTY_COLUMNS]
-        return list(zip(*cols, strict=True))
+            out[name] = Column(at, (at == NO_LAST) | (at == NO_FIRST))
+        out |= {name: Column(self.people.properties[name][start:stop]) for name in PROPERTY_COLUMNS}
+        return out
 
 
 def compute_features(

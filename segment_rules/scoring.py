@@ -36,7 +36,9 @@ from numpy.typing import NDArray
 from sqlalchemy.engine import Connection
 
 from hub.store import models as m
+from hub.store.bulk import Column
 
+from .aggregate import micros
 from .btyd import BetaGeoModel, ConvergenceError, GammaGammaModel, customer_lifetime_value
 from .features import DaysBetween
 from .rfm import RFMScorer
@@ -321,26 +323,19 @@ SCORE_COLUMNS = (
 )
 
 
-def score_rows(scores: Scores, scored: Any, start: int, stop: int) -> list[tuple[Any, ...]]:
-    """``person_score`` rows ``start:stop`` in :data:`SCORE_COLUMNS` order (``scored``: the bound time)."""
-    n = stop - start
+def stored_scores(scores: Scores, scored: datetime, start: int, stop: int) -> dict[str, Column]:
+    """``person_score`` rows ``start:stop`` column by column, in :data:`SCORE_COLUMNS` order."""
+    ids = scores.person_id[start:stop]
     rfm = scores.rfm[start:stop]
-    digits = rfm.tolist()
-    cols: list[list[Any]] = [scores.person_id[start:stop].tolist(), [scored] * n]
-    cols += [[v or None for v in rfm[:, k].tolist()] for k in range(3)]
-    cols.append([f"{r}{f}{mo}" if r else None for r, f, mo in digits])
-    cols.append(scores.rfm_segment[start:stop])
-    for values in (scores.clv, scores.clv_percentile, scores.clv_simple, scores.expected_orders,
-                   scores.churn_probability):
-        cols.append(_nums(values[start:stop]))
-    cols.append([None] * n)
-    return list(zip(*cols, strict=True))
-
-
-def _nums(values: FloatArray) -> list[float | None]:
-    out: list[float | None] = values.tolist()
-    for i in np.flatnonzero(~np.isfinite(values)).tolist():
-        out[i] = None
+    n = len(ids)
+    out = {"person_id": Column(ids), "scored_at": Column(np.full(n, micros(scored), dtype=np.int64))}
+    out |= {name: Column(rfm[:, k], rfm[:, k] == 0) for k, name in enumerate(("rfm_r", "rfm_f", "rfm_m"))}
+    out["rfm_score"] = Column([f"{r}{f}{mo}" if r else None for r, f, mo in rfm.tolist()])
+    out["rfm_segment"] = Column(scores.rfm_segment[start:stop])
+    for name in ("clv", "clv_percentile", "clv_simple", "expected_orders", "churn_probability"):
+        values = getattr(scores, name)[start:stop]
+        out[name] = Column(values, ~np.isfinite(values))
+    out["cluster"] = Column(np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.bool_))
     return out
 
 

@@ -11,6 +11,9 @@ take rows as tuples already converted to what SQLAlchemy's types would have boun
   way into PostgreSQL on both sides, and the table lives and dies inside the page's transaction (safe
   behind a transaction-pooling proxy).
 
+Rows given column by column as numpy arrays (:meth:`Bulk.insert_columns`, for the segmentation engine's million-row
+tables) skip the tuples altogether on PostgreSQL: a binary COPY laid out by numpy (:mod:`hub.store.pgcopy`).
+
 Every statement runs on the caller's connection, so it is part of the page's transaction. Rows given to one
 ``ON CONFLICT .. DO UPDATE`` must have distinct keys: PostgreSQL rejects a statement that updates a row twice
 (the page writer de-duplicates before it gets here, as SQLAlchemy's batched inserts already required).
@@ -18,7 +21,8 @@ Every statement runs on the caller's connection, so it is part of the page's tra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -38,6 +42,19 @@ Row = tuple[Any, ...]
 def json_value(value: Any) -> str:
     """A JSON column's value as SQLAlchemy's JSON type binds it: None is the JSON ``null``, not SQL NULL."""
     return dumps(value)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of rows given column-wise (see :meth:`Bulk.insert_columns`).
+
+    ``values``: a numpy array of integers, floats (also for NUMERIC columns, rounded to their scale), or int64
+    microseconds since the Unix epoch for timestamp columns; or a sequence of ``str | None`` for text.
+    ``null``: a numpy boolean array, true where the value is NULL (None: text's None, no NULL elsewhere).
+    """
+
+    values: Any
+    null: Any = None
 
 
 class Bulk:
@@ -88,6 +105,15 @@ class Bulk:
         if rows:
             self._execute(conn, self._insert_sql(table, columns, self._values(table, columns), conflict, update), rows)
 
+    def insert_columns(self, conn: Connection, table: sa.Table, columns: Mapping[str, Column]) -> None:
+        """``INSERT`` rows given column by column (numpy arrays: see :class:`Column`), no conflict expected.
+
+        For many rows of numbers and times, where a tuple per row would cost more than the insert.
+        """
+        names = list(columns)
+        bound = [self._bound(table.c[name].type, columns[name]) for name in names]
+        self.insert(conn, table, names, list(zip(*bound, strict=True)))
+
     def update(self, conn: Connection, table: sa.Table, key: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
         """``UPDATE`` ``columns`` of the rows whose ``key`` is the first value of each row (then ``columns``)."""
         if not rows:
@@ -135,6 +161,29 @@ class Bulk:
         return self.rows(conn, sql, [*(v for _, v in fixed), *params])
 
     # -- helpers
+
+    def _bound(self, sql_type: Any, column: Column) -> list[Any]:
+        """A :class:`Column` as the values :meth:`insert` takes."""
+        from hub.store.models import UTCDateTime
+
+        values, null = column.values, column.null
+        if isinstance(values, list | tuple):
+            return list(values)
+        if isinstance(sql_type, UTCDateTime):
+            import numpy as np
+
+            return self.ts_micros(values, np.zeros(len(values), dtype=bool) if null is None else null)
+        if isinstance(sql_type, sa.Numeric) and not isinstance(sql_type, sa.Float):
+            import numpy as np
+
+            values = np.round(values, sql_type.scale or 0)
+        out: list[Any] = values.tolist()
+        if null is not None:
+            import numpy as np
+
+            for i in np.flatnonzero(null).tolist():
+                out[i] = None
+        return out
 
     def _values(self, table: sa.Table, columns: Sequence[str]) -> list[str]:
         return [self.placeholder] * len(columns)
@@ -265,6 +314,51 @@ class PostgresBulk(Bulk):
         cols = ", ".join(q(c) for c in columns)
         self._run(conn, self._insert_sql(table, columns, f"SELECT {cols} FROM {stage}", conflict, update))
         self._run(conn, f"DROP TABLE {stage}")
+
+    def insert_columns(self, conn: Connection, table: sa.Table, columns: Mapping[str, Column]) -> None:
+        # Binary COPY straight into the table, laid out by numpy (see :mod:`hub.store.pgcopy`).
+        from hub.store import pgcopy
+
+        names = list(columns)
+        n = len(columns[names[0]].values) if names else 0
+        if not n:
+            return
+        types = self._column_types(conn, table.name)
+        try:
+            if any(types[name] == ("numeric", None) for name in names):
+                raise pgcopy.Unencodable("an unconstrained NUMERIC column: no scale to round to")
+            fields = [
+                pgcopy.field(types[name][0], columns[name].values, columns[name].null, scale=types[name][1] or 0)
+                for name in names
+            ]
+        except pgcopy.Unencodable:
+            # Rare values (or types) the encoder leaves alone: the row path, where the server has its say.
+            super().insert_columns(conn, table, columns)
+            return
+        sql = f"COPY {self._quote(table.name)} ({', '.join(self._quote(c) for c in names)}) FROM STDIN (FORMAT BINARY)"
+        raw: Any = conn.connection.driver_connection  # the psycopg connection, inside the caller's transaction
+        with raw.cursor() as cur, cur.copy(sql) as copy:
+            copy.write(pgcopy.encode(fields, n))
+
+    def _bound(self, sql_type: Any, column: Column) -> list[Any]:
+        out = super()._bound(sql_type, column)
+        if isinstance(sql_type, sa.Numeric) and not isinstance(sql_type, sa.Float):
+            # As Decimals of their shortest repr: the server's float8-to-numeric cast keeps only 15 digits.
+            out = [None if v is None else Decimal(repr(v)) for v in out]
+        return out
+
+    def _column_types(self, conn: Connection, table: str) -> dict[str, tuple[str, int | None]]:
+        """Each column's type name and NUMERIC scale (None: unconstrained), as the server has them: binary
+        COPY must send exactly these widths."""
+        sql = (
+            "SELECT a.attname, t.typname, a.atttypmod FROM pg_attribute AS a JOIN pg_type AS t "
+            "ON t.oid = a.atttypid WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped"
+        )
+        # NUMERIC(p, s) keeps s in the low 16 bits of typmod - 4 (-1: no typmod).
+        return {
+            str(name): (str(typ), ((int(mod) - 4) & 0xFFFF) if int(mod) >= 0 else None)
+            for name, typ, mod in conn.exec_driver_sql(sql, (self._quote(table),))
+        }
 
     def update(self, conn: Connection, table: sa.Table, key: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
         if not self._stages(conn, rows):

@@ -227,7 +227,9 @@ class SegmentMembership(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    person_id: int = Field(foreign_key="person.id", index=True)
+    # No foreign key on the engine's tables (migration 0005): PostgreSQL's check locks the person row for
+    # every row written, which cost more than the writes; people are never deleted, only marked.
+    person_id: int = Field(index=True)
     segment: str = Field(max_length=200)
     entered_at: datetime = _ts()
     exited_at: datetime | None = _ts(nullable=True)
@@ -307,7 +309,8 @@ class PersonFeature(SQLModel, table=True):
 
     __tablename__ = "person_feature"
 
-    person_id: int = Field(primary_key=True, foreign_key="person.id")
+    # No foreign key (see SegmentMembership), and not a counter: the person's id.
+    person_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     as_of: datetime = _ts()
     orders: int = 0
     # Distinct days with an order: BG/NBD counts repeat purchase days, not orders.
@@ -352,7 +355,8 @@ class PersonScore(SQLModel, table=True):
 
     __tablename__ = "person_score"
 
-    person_id: int = Field(primary_key=True, foreign_key="person.id")
+    # No foreign key (see SegmentMembership), and not a counter: the person's id.
+    person_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     scored_at: datetime = _ts()
     rfm_r: int | None = None
     rfm_f: int | None = None

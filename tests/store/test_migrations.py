@@ -230,3 +230,27 @@ def test_upgrading_a_store_with_data_keeps_it(store_url: str) -> None:
         assert tuple(stay) == (1, False) and tuple(run) == (1, 0) and tuple(person) == ("granted", None)
     finally:
         store.close()
+
+
+def test_the_engine_tables_lose_their_person_keys_and_a_downgrade_restores_them(store_url: str) -> None:
+    from alembic import command
+
+    def person_keys(store: Store) -> dict[str, bool]:
+        inspector = sa.inspect(store.engine)
+        return {
+            t: any(f["referred_table"] == "person" for f in inspector.get_foreign_keys(t))
+            for t in ("person_feature", "person_score", "segment_membership", "activity")
+        }
+
+    store = open_store(store_url)
+    try:
+        assert person_keys(store) == {
+            "person_feature": False, "person_score": False, "segment_membership": False, "activity": True
+        }
+        with store.engine.begin() as conn:
+            command.downgrade(engine_mod._alembic_config(conn), "0004")
+        assert set(person_keys(store).values()) == {True}
+        store.upgrade()
+        assert schema_diff(store) == [] and not person_keys(store)["segment_membership"]
+    finally:
+        store.close()
