@@ -79,6 +79,7 @@ def size_warnings(stats: Sequence[SegmentStats], people: int, settings: QualityS
     return out
 
 
+OVERLAP_WARNING = "overlaps "  # how every overlap finding starts (an incremental run carries them over)
 MASK_BITS = 30  # segments per bit mask column: a mask stays a positive 32-bit integer on every backend
 
 
@@ -148,10 +149,15 @@ def overlap_warnings(
     out: dict[str, list[str]] = {}
     for (left, right), value in sorted(jaccard.items()):
         if value > settings.max_overlap and not (group.get(left) and group.get(left) == group.get(right)):
-            message = f"overlaps {{other}}: Jaccard {value:.2f} (more than {settings.max_overlap:.2f}), near-duplicates"
-            out.setdefault(left, []).append(message.format(other=right))
-            out.setdefault(right, []).append(message.format(other=left))
+            finding = f": Jaccard {value:.2f} (more than {settings.max_overlap:.2f}), near-duplicates"
+            out.setdefault(left, []).append(OVERLAP_WARNING + right + finding)
+            out.setdefault(right, []).append(OVERLAP_WARNING + left + finding)
     return out
+
+
+def is_overlap_warning(text: str) -> bool:
+    """Whether a stored warning is one that :func:`overlap_warnings` makes."""
+    return text.startswith(OVERLAP_WARNING)
 
 
 def score_warnings(policy: Mapping[str, str], policy_reasons: Mapping[str, str]) -> list[str]:

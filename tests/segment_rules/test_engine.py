@@ -318,3 +318,33 @@ def test_overlaps_of_many_segments_equal_the_self_join_of_the_stays(store: Store
     for pair, value in joined.items():
         assert evaluated[pair] == pytest.approx(value), pair
         assert from_stays[pair] == pytest.approx(value), pair
+
+
+def test_a_re_evaluation_carries_the_overlap_findings_of_the_last_run(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import segment_rules.engine as engine
+
+    ids = load(store, {f"p{i}@x.example": [(10.0 + i, 20.0)] for i in range(30)})
+    twins = ruleset({"buyers": {"orders": {"gte": 1}}, "also-buyers": {"monetary": {"gt": 0}}})
+    full = evaluate(store, twins, as_of=AS_OF)
+    found = {c.segment: c.warnings for c in full.segments}
+    assert any(w.startswith("overlaps also-buyers: Jaccard 1.00") for w in found["buyers"]), found
+
+    def no_overlaps(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a re-evaluation grouped every open stay")
+
+    monkeypatch.setattr(engine, "overlaps", no_overlaps)
+    again = evaluate(store, twins, as_of=AS_OF, person_ids=[ids["p3@x.example"]])
+    assert {c.segment: [w for w in c.warnings if w.startswith("overlaps")] for c in again.segments} == {
+        name: [w for w in lines if w.startswith("overlaps")] for name, lines in found.items()
+    }
+    # A segment that never ran has nothing to carry: the overlaps are measured.
+    measured: list[int] = []
+    monkeypatch.undo()
+    real = engine.overlaps
+    monkeypatch.setattr(engine, "overlaps", lambda *a, **k: measured.append(1) or real(*a, **k))
+    grown = ruleset({"buyers": {"orders": {"gte": 1}}, "also-buyers": {"monetary": {"gt": 0}},
+                     "new-twin": {"orders": {"gte": 1}}})
+    evaluate(store, grown, as_of=AS_OF, person_ids=[ids["p3@x.example"]])
+    assert measured == [1]
