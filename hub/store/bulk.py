@@ -164,25 +164,20 @@ class Bulk:
 
     def _bound(self, sql_type: Any, column: Column) -> list[Any]:
         """A :class:`Column` as the values :meth:`insert` takes."""
+        import numpy as np
+
         from hub.store.models import UTCDateTime
 
         values, null = column.values, column.null
         if isinstance(values, list | tuple):
             return list(values)
         if isinstance(sql_type, UTCDateTime):
-            import numpy as np
-
             return self.ts_micros(values, np.zeros(len(values), dtype=bool) if null is None else null)
         if isinstance(sql_type, sa.Numeric) and not isinstance(sql_type, sa.Float):
-            import numpy as np
-
             values = np.round(values, sql_type.scale or 0)
         out: list[Any] = values.tolist()
-        if null is not None:
-            import numpy as np
-
-            for i in np.flatnonzero(null).tolist():
-                out[i] = None
+        for i in np.flatnonzero(null).tolist() if null is not None else ():
+            out[i] = None
         return out
 
     def _values(self, table: sa.Table, columns: Sequence[str]) -> list[str]:
