@@ -35,6 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from hub.contracts import ORDER_CANCELLED, ORDER_REFUNDED, SESSION_PAGE_VIEWS, ActivityType
 from hub.store import models as m
+from hub.store.pgcopy import HEADER as COPY_HEADER
 from hub.store.pgcopy import PG_EPOCH_US, copy_out
 
 from .fields import WINDOWS_DAYS
@@ -249,7 +250,7 @@ _COPY_ROW = np.dtype([
     ("n", ">i2"), ("lp", ">i4"), ("p", ">i8"), ("lk", ">i4"), ("k", ">i4"), ("lt", ">i4"), ("t", ">i8"),
     ("la", ">i4"), ("a", ">f8"), ("lv", ">i4"), ("v", ">f8"),
 ])
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_COPY_SIGNATURE = COPY_HEADER[:11]  # the signature: the flags and extension length follow
 
 
 def _copy_chunks(conn: Connection, stmt: sa.Select[Any]) -> Iterator[Chunk]:
