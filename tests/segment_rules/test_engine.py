@@ -348,3 +348,32 @@ def test_a_re_evaluation_carries_the_overlap_findings_of_the_last_run(
                      "new-twin": {"orders": {"gte": 1}}})
     evaluate(store, grown, as_of=AS_OF, person_ids=[ids["p3@x.example"]])
     assert measured == [1]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_cyclic_collector_is_off_during_a_run_and_restored_after(
+    store: Store, monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
+    import gc
+
+    import segment_rules.engine as engine
+
+    seen: list[bool] = []
+    real = engine.compute
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    load(store, {"a@x.example": [(5.0, 20)]})
+    monkeypatch.setattr(engine, "compute", spy)
+    (gc.enable if enabled else gc.disable)()
+    try:
+        evaluate(store, ruleset({"buyers": {"orders": {"gte": 1}}}), as_of=AS_OF)
+        with pytest.raises(ValueError, match="boom"):
+            monkeypatch.setattr(engine, "write_memberships", lambda *a, **k: (_ for _ in ()).throw(ValueError("boom")))
+            evaluate(store, ruleset({"buyers": {"orders": {"gte": 1}}}), as_of=AS_OF)
+        assert gc.isenabled() is enabled  # as it was, after a run and after a failed one
+    finally:
+        gc.enable()
+    assert seen == [False, False]

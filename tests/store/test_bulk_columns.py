@@ -186,3 +186,30 @@ def test_copy_out_raises_the_server_error_and_a_stopped_reader_cancels(pg_raw: s
     blocks.close()  # long before the end: the statement is cancelled, not read to the end
     pg_raw.rollback()
     assert pg_raw.exec_driver_sql("SELECT 42").scalar() == 42
+
+
+MICROS = st.integers(
+    (datetime(1, 1, 1) - datetime(1970, 1, 1)) // timedelta(microseconds=1),
+    (datetime(9999, 12, 31, 23, 59, 59, 999999) - datetime(1970, 1, 1)) // timedelta(microseconds=1),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.lists(MICROS, max_size=30),  # spread over centuries: the table of distinct days
+        st.builds(  # within a few days: the table of every day in the span
+            lambda base, offsets: [base + o for o in offsets],
+            st.integers(0, 2_000_000_000_000_000),
+            st.lists(st.integers(0, 3 * 86_400_000_000), min_size=1, max_size=2_000),
+        ),
+    ),
+    st.sampled_from([(" ", ""), ("T", "+00:00"), ("T", "")]),
+)
+def test_iso_text_is_what_isoformat_writes(values: list[int], layout: tuple[str, str]) -> None:
+    from hub.store.bulk import iso_micros
+
+    sep, suffix = layout
+    epoch = datetime(1970, 1, 1)
+    expected = [(epoch + timedelta(microseconds=v)).isoformat(sep, "microseconds") + suffix for v in values]
+    assert iso_micros(np.array(values, dtype=np.int64), sep, suffix).tolist() == expected
