@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import sqlalchemy as sa
@@ -134,8 +134,7 @@ def _unindexed_default(element: Unindexed, compiler: SQLCompiler, **kw: Any) -> 
 def micros(value: datetime) -> int:
     """``value`` (aware, or naive UTC) in microseconds since the epoch."""
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return micros_delta(value - datetime(1970, 1, 1, tzinfo=UTC))
 
 
 def _flag(column: ColumnElement[Any], key: str) -> ColumnElement[bool]:
@@ -332,10 +331,7 @@ class FeatureAccumulator:
         self._cut = micros(as_of)
         self.reads_until = as_of if outcome_days is None else as_of + timedelta(days=outcome_days)
         self._outcome_cut = None if outcome_days is None else micros(self.reads_until)
-        # Person id -> slot: a dense lookup table (ids are compact), far cheaper than a search per row.
-        top = int(self.person_id[-1]) + 1 if n else 1
-        self._slot = np.full(top, -1, dtype=np.int32 if n < 2**31 else np.int64)
-        self._slot[self.person_id] = np.arange(n)
+        self._slot = _slot_table(self.person_id)
         self.counts = {name: np.zeros(n, dtype=np.int64) for name in _COUNTED}
         self.sums = {name: np.zeros(n, dtype=np.float64) for name in _SUMMED}
         self.last = {name: np.full(n, NO_LAST, dtype=np.int64) for name in _LAST}
@@ -349,10 +345,7 @@ class FeatureAccumulator:
 
     def add(self, chunk: Chunk) -> None:
         """Add the chunk's rows of this accumulator's people."""
-        person = chunk.person
-        inside = person < len(self._slot)
-        slot = np.full(len(person), -1, dtype=np.int64)
-        slot[inside] = self._slot[person[inside]]
+        slot = _slots_of(self._slot, chunk.person)
         mine = slot >= 0
         if self.outcome is not None and self._outcome_cut is not None:
             later = mine & (chunk.at > self._cut) & (chunk.at <= self._outcome_cut) & (chunk.kind == KIND_ORDER)
@@ -425,9 +418,103 @@ class FeatureAccumulator:
         return out
 
 
+@dataclass(frozen=True)
+class EventWindow:
+    """Activities of one type in a time window: what an event condition without attribute filters counts.
+
+    ``within`` counts back from the evaluation time; ``after`` is inclusive, ``before`` exclusive; nothing
+    after the evaluation time counts (as :meth:`segment_rules.compile.Compiler` writes the same in SQL).
+    """
+
+    type: str
+    within: timedelta | None = None
+    after: datetime | None = None
+    before: datetime | None = None
+
+    def kinds(self) -> tuple[int, ...] | None:
+        """The pass's kind codes of this type (cancelled orders too: an event counts every activity of its
+        type), or None for a type the pass does not tell apart (it reads every other type as one)."""
+        if self.type == T.ORDER.value:
+            return (KIND_ORDER, KIND_VOID)
+        code = next((c for typ, c in _KINDS.items() if typ.value == self.type), None)
+        return None if code is None else (code,)
+
+
+class EventAccumulator:
+    """Per person, the number and the summed amount of the activities in each of ``windows`` (see
+    :class:`EventWindow`, whose :meth:`~EventWindow.kinds` must not be None) at ``as_of``, from the same pass
+    as the features, so the segments step needs no aggregate query over the activities."""
+
+    def __init__(self, as_of: datetime, person_id: IntArray, windows: Sequence[EventWindow]) -> None:
+        self.as_of = as_of
+        self.reads_until = as_of
+        self.person_id = np.asarray(person_id, dtype=np.int64)
+        self.windows = list(windows)
+        n = len(self.person_id)
+        self._slot = _slot_table(self.person_id)
+        cut = micros(as_of)
+        self._bounds: list[tuple[NDArray[np.int8], int, int]] = []  # kinds, first and last µs counted
+        for w in self.windows:
+            kinds = w.kinds()
+            if kinds is None:
+                raise ValueError(f"the activity pass cannot count {w.type!r} events")
+            low = max(cut - micros_delta(w.within) if w.within else NO_LAST, micros(w.after) if w.after else NO_LAST)
+            high = min(cut, micros(w.before) - 1) if w.before else cut
+            self._bounds.append((np.array(kinds, dtype=np.int8), low, high))
+        self.count = [np.zeros(n, dtype=np.int64) for _ in self.windows]
+        self.total = [np.zeros(n, dtype=np.float64) for _ in self.windows]
+
+    def add(self, chunk: Chunk) -> None:
+        """Add the chunk's rows of this accumulator's people."""
+        slot = _slots_of(self._slot, chunk.person)
+        mine = slot >= 0
+        for (kinds, low, high), count, total in zip(self._bounds, self.count, self.total, strict=True):
+            rows = mine & np.isin(chunk.kind, kinds) & (chunk.at >= low) & (chunk.at <= high)
+            if rows.any():
+                np.add.at(count, slot[rows], 1)
+                np.add.at(total, slot[rows], chunk.amount[rows])
+
+    def totals(self, window: EventWindow) -> tuple[IntArray, IntArray, FloatArray]:
+        """``window``'s people with at least one such activity: their ids, counts and summed amounts."""
+        k = self.windows.index(window)
+        some = self.count[k] > 0
+        return self.person_id[some], self.count[k][some], self.total[k][some]
+
+
+def micros_delta(delta: timedelta) -> int:
+    """``delta`` in whole microseconds."""
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _slot_table(person_id: IntArray) -> NDArray[Any]:
+    """Person id -> position in ``person_id`` (ascending, distinct), -1 for everyone else: a dense lookup table
+    (ids are compact), far cheaper than a search per row."""
+    n = len(person_id)
+    top = int(person_id[-1]) + 1 if n else 1
+    table = np.full(top, -1, dtype=np.int32 if n < 2**31 else np.int64)
+    table[person_id] = np.arange(n)
+    return table
+
+
+def _slots_of(table: NDArray[Any], person: IntArray) -> IntArray:
+    """Each row's position by :func:`_slot_table` (-1: not one of the people)."""
+    inside = person < len(table)
+    slot = np.full(len(person), -1, dtype=np.int64)
+    slot[inside] = table[person[inside]]
+    return slot
+
+
+class Accumulator(Protocol):
+    """What a pass feeds: anything that adds chunks of rows and says up to when it reads."""
+
+    reads_until: datetime
+
+    def add(self, chunk: Chunk) -> None: ...
+
+
 def scan(
     conn: Connection,
-    accumulators: Sequence[FeatureAccumulator],
+    accumulators: Sequence[Accumulator],
     person_ids: Sequence[int] | None = None,
     every: int = 1,
 ) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from hub.store import models as m
 
+from .aggregate import EventWindow
 from .features import derived
 from .fields import PROPERTY_PREFIX, FieldKind, FieldType, lookup
 from .language import All, AnyOf, Compare, Event, Node, Not, Op, SegmentRef
@@ -76,16 +77,24 @@ def holdout_bucket_py(person_id: int, segment: str) -> int:
 class Compiler:
     """Builds the SQL of one rule set at one ``as_of`` (see the module docstring)."""
 
-    def __init__(self, rules: RuleSet, as_of: datetime, person_ids: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        as_of: datetime,
+        person_ids: Sequence[int] | None = None,
+        counted: Mapping[EventWindow, sa.Table] | None = None,
+    ) -> None:
         self.rules = rules
         self.as_of = as_of
         # An incremental evaluation restricts the event subqueries too, so they aggregate only those people.
         self.person_ids = person_ids
+        # Events already counted by the activity pass (see pass_windows): tables of person_id, n, total.
+        self.counted = dict(counted or {})
         self.p = m.person
         self.f = m.person_feature
         self.s = m.person_score
         self._derived = derived(self.f, as_of)
-        self._events: dict[Event, sa.Subquery] = {}
+        self._events: dict[Event | EventWindow, sa.FromClause] = {}
         self._segments: dict[str, ColumnElement[bool]] = {}
         self._nodes: dict[int, ColumnElement[bool]] = {}
         self._values: dict[int, ColumnElement[Any]] = {}
@@ -149,9 +158,13 @@ class Compiler:
         return self._derived.get(name, self.f.c.get(name))  # type: ignore[return-value]
 
     def _event(self, event: Event) -> ColumnElement[bool]:
-        sub = self._events.get(event)
+        window = event_window(event)
+        key: Event | EventWindow = window if window is not None and window in self.counted else event
+        sub = self._events.get(key)
         if sub is None:
-            sub = self._events[event] = self._event_subquery(event, f"ev{len(self._events)}")
+            name = f"ev{len(self._events)}"
+            sub = self.counted[key].alias(name) if isinstance(key, EventWindow) else self._event_subquery(event, name)
+            self._events[key] = sub
         measure = sa.func.coalesce(sub.c.n if event.measure == "count" else sub.c.total, 0)
         self._values[id(event)] = measure
         return _two_valued(compare(measure, event.op, event.value, self.as_of, FieldType.NUMBER))
@@ -182,6 +195,33 @@ class Compiler:
             .group_by(a.c.person_id)
             .subquery(name)
         )
+
+
+def event_window(event: Event) -> EventWindow | None:
+    """The window an event condition counts in, when the activity pass can count it (no attribute filters, a
+    type the pass tells apart); None otherwise."""
+    if event.where:
+        return None
+    window = EventWindow(event.type, event.within, event.after, event.before)
+    return window if window.kinds() is not None else None
+
+
+def pass_windows(rules: RuleSet) -> list[EventWindow]:
+    """The distinct windows of the rule set's event conditions that the activity pass can count."""
+    found: dict[EventWindow, None] = {}
+
+    def visit(node: Node) -> None:
+        if isinstance(node, All | AnyOf):
+            for item in node.items:
+                visit(item)
+        elif isinstance(node, Not):
+            visit(node.item)
+        elif isinstance(node, Event) and (window := event_window(node)) is not None:
+            found[window] = None
+
+    for segment in rules.segments:
+        visit(segment.rule)
+    return list(found)
 
 
 def _two_valued(expr: ColumnElement[bool]) -> ColumnElement[bool]:

@@ -41,6 +41,7 @@ from .aggregate import (
     NO_FIRST,
     NO_LAST,
     SUM_COLUMNS,
+    Accumulator,
     FeatureAccumulator,
     FloatArray,
     IntArray,
@@ -243,7 +244,7 @@ def compute_features(
     person_ids: Sequence[int] | None = None,
     *,
     people: People | None = None,
-    also: Sequence[FeatureAccumulator] = (),
+    also: Sequence[Accumulator] = (),
 ) -> FeatureTable:
     """The features at ``as_of`` of the people in scope (all, or of ``person_ids``), from one activity pass.
 
