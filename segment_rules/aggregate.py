@@ -371,7 +371,7 @@ class FeatureAccumulator:
             self._order_days.append(keys)
             self._pending += keys.size
             if self._pending > _COMPACT_KEYS:
-                self._order_days = [np.unique(np.concatenate(self._order_days))]
+                self._order_days = [sorted_distinct(np.concatenate(self._order_days))]
                 self._pending = self._order_days[0].size
         for kind_code, name, last in ((KIND_OPEN, "email_opens", "last_email_open_at"),
                                       (KIND_CLICK, "email_clicks", "last_email_click_at"),
@@ -408,7 +408,7 @@ class FeatureAccumulator:
         """Distinct UTC days with a counted order, per person."""
         if not self._order_days:
             return np.zeros(len(self), dtype=np.int64)
-        keys = np.unique(np.concatenate(self._order_days))
+        keys = sorted_distinct(np.concatenate(self._order_days))
         return np.bincount(keys // 2**21, minlength=len(self)).astype(np.int64)
 
     def columns(self) -> dict[str, NDArray[Any]]:
@@ -479,6 +479,18 @@ class EventAccumulator:
         k = self.windows.index(window)
         some = self.count[k] > 0
         return self.person_id[some], self.count[k][some], self.total[k][some]
+
+
+def sorted_distinct(values: IntArray) -> IntArray:
+    """The distinct values, ascending: ``np.unique`` by a sort.
+
+    numpy 2.3 and later give integer arrays to ``np.unique`` a hash table, which on millions of mostly distinct
+    keys is sixty times slower than sorting (2.5 million order-day keys: 3.3 s against 0.06 s).
+    """
+    ordered = np.sort(values)
+    keep = np.ones(len(ordered), dtype=np.bool_)
+    keep[1:] = ordered[1:] != ordered[:-1]
+    return ordered[keep]
 
 
 def micros_delta(delta: timedelta) -> int:

@@ -284,3 +284,11 @@ def test_small_read_chunks_give_the_same_features(store: Store, monkeypatch: pyt
     assert chunked.person_id.tolist() == whole.person_id.tolist()
     for name, values in whole.columns.items():
         np.testing.assert_array_equal(chunked.columns[name], values, err_msg=name)
+
+
+@given(st.lists(st.integers(-(2**62), 2**62), max_size=200), st.lists(st.integers(0, 5), max_size=50))
+def test_sorted_distinct_is_unique(spread: list[int], repeated: list[int]) -> None:
+    from segment_rules.aggregate import sorted_distinct
+
+    values = np.array(spread + repeated, dtype=np.int64)
+    assert sorted_distinct(values).tolist() == sorted(set(values.tolist()))
