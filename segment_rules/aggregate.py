@@ -458,8 +458,9 @@ class EventAccumulator:
             kinds = w.kinds()
             if kinds is None:
                 raise ValueError(f"the activity pass cannot count {w.type!r} events")
-            low = max(cut - micros_delta(w.within) if w.within else NO_LAST, micros(w.after) if w.after else NO_LAST)
-            high = min(cut, micros(w.before) - 1) if w.before else cut
+            since = NO_LAST if w.within is None else cut - micros_delta(w.within)
+            low = max(since, NO_LAST if w.after is None else micros(w.after))
+            high = cut if w.before is None else min(cut, micros(w.before) - 1)  # before is exclusive
             self._bounds.append((np.array(kinds, dtype=np.int8), low, high))
         self.count = [np.zeros(n, dtype=np.int64) for _ in self.windows]
         self.total = [np.zeros(n, dtype=np.float64) for _ in self.windows]

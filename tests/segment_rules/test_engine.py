@@ -382,7 +382,7 @@ def test_the_cyclic_collector_is_off_during_a_run_and_restored_after(
 # Event conditions the activity pass counts (no attribute filters) and the SQL that counts them otherwise.
 PASS_EVENTS = st.one_of(
     st.builds(lambda t, d, k: {"event": t, "within": f"{d}d", "count": {"gte": k}},
-              st.sampled_from(["order", "email_open", "session"]), st.sampled_from([1, 30, 90]), st.integers(1, 3)),
+              st.sampled_from(["order", "email_open", "session"]), st.sampled_from([0, 1, 30, 90]), st.integers(1, 3)),
     st.builds(lambda d, x: {"event": "order", "within": f"{d}d", "sum": {"gte": x}},
               st.sampled_from([30, 90, 365]), st.sampled_from([0.25, 20.5, 70])),
     st.builds(lambda a, b, k: {"event": "order", "after": a, "before": b, "count": {"gte": k}},
