@@ -48,6 +48,8 @@ class Compiled:
         conditions: per segment (evaluation order), its membership condition.
         held_out: per segment, the condition that a member is held out (false without a holdout).
         nodes: the condition of every node, by ``id(node)``, for ``hub explain``.
+        exclusive: per exclusive group, its members in group order with their own rules' conditions: a member
+            holds where its own rule does and no earlier member's does (its entry in ``conditions``).
     """
 
     source: sa.FromClause
@@ -56,6 +58,7 @@ class Compiled:
     held_out: dict[str, ColumnElement[bool]]
     nodes: dict[int, ColumnElement[bool]] = field(default_factory=dict)
     values: dict[int, ColumnElement[Any]] = field(default_factory=dict)
+    exclusive: list[list[tuple[str, ColumnElement[bool]]]] = field(default_factory=list)
 
 
 def holdout_bucket(person_id: ColumnElement[int], segment: str) -> ColumnElement[int]:
@@ -114,7 +117,13 @@ class Compiler:
             s.name: (holdout_bucket(self.p.c.id, s.name) < round(s.holdout * 100)) if s.holdout else sa.false()
             for s in self.rules.segments
         }
-        return Compiled(source, self.p.c.id, dict(self._segments), held, dict(self._nodes), dict(self._values))
+        exclusive = [
+            [(name, own[name]) for name in group.members if name in own]
+            for group in self.rules.groups.values()
+            if group.exclusive
+        ]
+        return Compiled(source, self.p.c.id, dict(self._segments), held, dict(self._nodes), dict(self._values),
+                        [members for members in exclusive if members])
 
     def _effective(self, name: str, group: str | None, own: Mapping[str, ColumnElement[bool]]) -> ColumnElement[bool]:
         if group is None or not self.rules.groups[group].exclusive:

@@ -360,8 +360,9 @@ class _Evaluation:
     """The temporary tables of one membership step: every person's segments, and the people evaluated.
 
     Each person's row holds bit masks, not one flag column per segment: segment ``i`` is bit ``i % MASK_BITS``
-    of mask ``m{i // MASK_BITS}`` (and its held-out flag the same bit of ``h{...}``): one narrow row per person
-    to write and to scan once per segment, whatever the number of segments.
+    of mask ``m{i // MASK_BITS}``: one narrow row per person to write and to scan once per segment, whatever the
+    number of segments. The same bit of ``h{...}`` says the person would be held out of the segment (the holdout
+    hash alone, cheaper than testing the rule a second time): a held-out member has the bit in both.
     """
 
     def __init__(self, names: Sequence[str]) -> None:
@@ -409,13 +410,36 @@ class _Evaluation:
                 conn.exec_driver_sql(f"ANALYZE {table.name}")
         return dict(self.counts)
 
-    def _masks(self, conditions: Sequence[ColumnElement[bool]]) -> list[ColumnElement[int]]:
-        """One bit mask per :data:`MASK_BITS` conditions: the sum of the bits of those that hold."""
+    def _masks(
+        self,
+        conditions: Sequence[ColumnElement[bool]],
+        exclusive: Sequence[Sequence[tuple[str, ColumnElement[bool]]]] = (),
+    ) -> list[ColumnElement[int]]:
+        """One bit mask per :data:`MASK_BITS` segments (``conditions`` in :attr:`names` order): the sum of the
+        bits of those that hold.
+
+        An ``exclusive`` group (members in group order, each with its own rule) adds one CASE instead of a term
+        per member: the bit of its first member whose rule holds (0 where that bit is in another mask). Each
+        member's rule is then tested once, where "mine and none of the earlier ones" tests the first of eleven
+        RFM tiers eleven times.
+        """
         bit = sa.Integer()
+        index = {name: i for i, name in enumerate(self.names)}
+        grouped = {name for members in exclusive for name, _ in members}
         out: list[ColumnElement[int]] = []
-        for start in range(0, len(conditions), MASK_BITS):
-            terms = [sa.case((c, sa.literal(1 << k, bit)), else_=sa.literal(0, bit))
-                     for k, c in enumerate(conditions[start : start + MASK_BITS])]
+        for start in range(0, len(self.names), MASK_BITS):
+            word = range(start, min(start + MASK_BITS, len(self.names)))
+            terms = [sa.case((conditions[i], sa.literal(1 << (i - start), bit)), else_=sa.literal(0, bit))
+                     for i in word if self.names[i] not in grouped]
+            for members in exclusive:
+                last = max((k for k, (name, _) in enumerate(members) if index[name] in word), default=None)
+                if last is None:
+                    continue
+                # Members after the last one of this mask cannot set a bit in it; earlier ones of other masks
+                # still stop the search (their bit is set in their own mask).
+                whens = [(rule, sa.literal(1 << (index[name] - start) if index[name] in word else 0, bit))
+                         for name, rule in members[: last + 1]]
+                terms.append(sa.case(*whens, else_=sa.literal(0, bit)))
             out.append(sum(terms[1:], terms[0]))
         return out
 
@@ -424,8 +448,8 @@ class _Evaluation:
             table.drop(conn, checkfirst=True)  # a crashed step on a pooled connection may have left them
         self.table.create(conn)
         self.scope.create(conn)
-        flags = self._masks([compiled.conditions[name] for name in self.names])
-        flags += self._masks([compiled.conditions[name] & compiled.held_out[name] for name in self.names])
+        flags = self._masks([compiled.conditions[name] for name in self.names], compiled.exclusive)
+        flags += self._masks([compiled.held_out[name] for name in self.names])
         if person_ids is None:
             select = sa.select(compiled.person_id, *flags).select_from(compiled.source)
             conn.execute(sa.insert(self.table).from_select([c.name for c in self.table.columns], select))
@@ -453,8 +477,10 @@ class _Evaluation:
             table.drop(conn, checkfirst=True)
 
     def _bit(self, prefix: str, i: int) -> ColumnElement[int]:
-        """Segment ``i``'s bit of the ``prefix`` masks, as 0 or 1."""
-        column = self.table.c[f"{prefix}{i // MASK_BITS}"]
+        """Segment ``i``'s bit, as 0 or 1, of its membership (``m``) or of being a held-out member (``h``)."""
+        column: ColumnElement[int] = self.table.c[f"m{i // MASK_BITS}"]
+        if prefix == "h":
+            column = column.op("&")(self.table.c[f"h{i // MASK_BITS}"])
         return column.op(">>")(sa.literal(i % MASK_BITS, sa.Integer())).op("&")(sa.literal(1, sa.Integer()))
 
     def member(self, i: int) -> ColumnElement[bool]:

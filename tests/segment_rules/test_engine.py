@@ -23,6 +23,7 @@ from hub.store import models as m
 from segment_rules.compile import HOLDOUT_BUCKETS, holdout_bucket_py
 from segment_rules.engine import evaluate
 from segment_rules.language import GroupDef, Node, Parser, SegmentDef
+from segment_rules.quality import MASK_BITS
 from segment_rules.ruleset import RuleSet
 
 AS_OF = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -220,6 +221,46 @@ def test_an_exclusive_group_puts_each_person_in_its_first_match(store: Store) ->
     assert got["silver"] == {ids["mid@x.example"]}
     assert got["rest"] == {ids["none@x.example"]}
     assert got["outside"] == {ids["big@x.example"], ids["mid@x.example"]}  # not in the group: not exclusive
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(POPULATION, st.lists(LEAVES, min_size=1, max_size=5), st.integers(0, 4), st.integers(0, 4), st.booleans())
+def test_an_exclusive_group_across_masks_is_its_first_match(
+    store: Store, people: dict[str, Any], leaves: list[Any], offset: int, hold: int, incremental: bool
+) -> None:
+    """Members of an exclusive group among other segments and on both sides of a mask boundary (more segments
+    than one bit mask holds): each person is in the first member whose rule holds, every other segment keeps
+    its own members, and the held-out people of a member are among its members."""
+    reset(store)
+    ids = load(store, people)
+    rules: dict[str, Any] = {f"f{k:02d}": {"orders": {"gte": k % 4}} for k in range(MASK_BITS - 3 + offset)}
+    for k, leaf in enumerate(leaves):
+        rules[f"g{k}"] = leaf
+        rules[f"between{k}"] = {"monetary": {"gt": 10 * k}}
+    held = f"g{hold % len(leaves)}"
+    full = evaluate(store, ruleset(rules, groups={"tiers": tuple(f"g{k}" for k in range(len(leaves)))},
+                                   holdout={held: 50}), as_of=AS_OF)
+    if incremental:  # the same people re-evaluated through the incremental path: nothing may change
+        before = members(store)
+        evaluate(store, ruleset(rules, groups={"tiers": tuple(f"g{k}" for k in range(len(leaves)))},
+                                holdout={held: 50}), as_of=AS_OF, person_ids=sorted(ids.values()))
+        assert members(store) == before
+    got = members(store)
+    first = {email: next((k for k, leaf in enumerate(leaves) if _oracle(orders, leaf)), None)
+             for email, orders in people.items()}
+    for k in range(len(leaves)):
+        assert got.get(f"g{k}", set()) == {ids[e] for e, hit in first.items() if hit == k}, k
+        assert got.get(f"between{k}", set()) == {ids[e] for e, o in people.items() if sum(a for _, a in o) > 10 * k}
+    for name, leaf in rules.items():
+        if name.startswith("f"):
+            assert got.get(name, set()) == {ids[e] for e, o in people.items() if _oracle(o, leaf)}, name
+    sm = m.segment_membership
+    with store.engine.connect() as conn:
+        held_out = {int(p) for p in conn.execute(
+            sa.select(sm.c.person_id).where(sm.c.segment == held, sm.c.exited_at.is_(None), sm.c.held_out.is_(True))
+        ).scalars()}
+    assert held_out == {p for p in got.get(held, set()) if holdout_bucket_py(p, held) < HOLDOUT_BUCKETS // 2}
+    assert {c.segment: c.held_out for c in full.segments}[held] == len(held_out)
 
 
 def test_people_who_objected_are_never_scored_or_segmented(store: Store) -> None:
