@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from hub.errors import ConfigError, ConfigErrors
 
-from .language import GroupDef, Parser, SegmentDef, did_you_mean, references
+from .language import GroupDef, Parser, SegmentDef, SegmentRef, did_you_mean, references
 
 # Attributes segment rules may not use without an explicit, reasoned `allow_protected` entry (special
 # categories of personal data, and attributes that invite unfair treatment). Matched against field names and
@@ -105,7 +106,7 @@ def load_rules(
                                           location=group.at, field="group"))
             groups[group.name] = group
     segments = _unique(segments, errors)
-    ordered = _ordered(segments, defined, errors)
+    ordered = _ordered(segments, defined, errors, groups)
     if errors:
         raise ConfigErrors(errors)
     return RuleSet(tuple(ordered), groups, tuple(files))
@@ -132,16 +133,21 @@ def _unique(segments: list[SegmentDef], errors: list[ConfigError]) -> list[Segme
     return list(seen.values())
 
 
-def _ordered(segments: list[SegmentDef], defined: set[str], errors: list[ConfigError]) -> list[SegmentDef]:
+def _ordered(
+    segments: list[SegmentDef], defined: set[str], errors: list[ConfigError], groups: Mapping[str, GroupDef]
+) -> list[SegmentDef]:
     """Dependencies first; unknown references and cycles become errors.
 
     ``defined`` holds every name a file defines, including segments that failed to parse: a reference to one
-    of those is not reported again (its own errors say what is wrong).
+    of those is not reported again (its own errors say what is wrong). A member of an exclusive group depends
+    on the group's earlier members as on references (it holds only where none of their rules do), so a
+    reference from an earlier member to a later one is a cycle too.
     """
     by_name = {s.name: s for s in segments}
+    earlier = _earlier_members(groups, by_name)
     deps: dict[str, list[str]] = {}
     for segment in segments:
-        names: list[str] = []
+        names: list[str] = list(earlier.get(segment.name, {}))
         for ref in references(segment.rule):
             if ref.name not in defined:
                 hint = did_you_mean(ref.name, sorted(defined))
@@ -153,16 +159,16 @@ def _ordered(segments: list[SegmentDef], defined: set[str], errors: list[ConfigE
         deps[segment.name] = names
     order: list[SegmentDef] = []
     state: dict[str, str] = {}  # "visiting" or "done"
+    reported: set[tuple[str | None, str | None]] = set()
 
     def visit(name: str, trail: list[str]) -> None:
         if state.get(name) == "done":
             return
         if state.get(name) == "visiting":
-            cycle = [*trail[trail.index(name):], name]
-            first = by_name[cycle[0]]
-            ref = next(r for r in references(first.rule) if r.name == cycle[1])
-            errors.append(ConfigError(f"segment references form a cycle: {' -> '.join(cycle)}", location=ref.at,
-                                      field=ref.path))
+            error = _cycle_error([*trail[trail.index(name):], name], by_name, earlier)
+            if (error.location, error.field) not in reported:  # one line per reference, whatever loops pass it
+                reported.add((error.location, error.field))
+                errors.append(error)
             return
         state[name] = "visiting"
         for dep in deps[name]:
@@ -173,3 +179,40 @@ def _ordered(segments: list[SegmentDef], defined: set[str], errors: list[ConfigE
     for segment in segments:
         visit(segment.name, [])
     return order
+
+
+def _earlier_members(groups: Mapping[str, GroupDef], by_name: Mapping[str, SegmentDef]) -> dict[str, dict[str, str]]:
+    """For each member of an exclusive group, the group's earlier members (and the group's name)."""
+    out: dict[str, dict[str, str]] = {}
+    for group in groups.values():
+        if not group.exclusive:
+            continue
+        members = [name for name in group.members if name in by_name]
+        for k, name in enumerate(members):
+            out.setdefault(name, {}).update(dict.fromkeys(members[:k], group.name))
+    return out
+
+
+def _cycle_error(
+    cycle: list[str], by_name: Mapping[str, SegmentDef], earlier: Mapping[str, Mapping[str, str]]
+) -> ConfigError:
+    """One line for a cycle (its first name repeated at the end), at a reference of it.
+
+    A cycle holds at least one reference (an exclusive group's order alone runs one way), so the line starts
+    there; the group dependencies it goes through are named after it.
+    """
+    steps = list(pairwise(cycle))
+
+    def reference(step: tuple[str, str]) -> SegmentRef | None:
+        return next((r for r in references(by_name[step[0]].rule) if r.name == step[1]), None)
+
+    start = next(k for k, step in enumerate(steps) if reference(step) is not None)
+    steps = steps[start:] + steps[:start]
+    ref = reference(steps[0])
+    assert ref is not None  # the step found above
+    names = [a for a, _ in steps] + [steps[0][0]]
+    implied = [f"{a} comes after {b} in the exclusive group {earlier[a][b]!r}"
+               for a, b in steps if reference((a, b)) is None]
+    why = f" ({'; '.join(implied)})" if implied else ""
+    return ConfigError(f"segment references form a cycle: {' -> '.join(names)}{why}", location=ref.at,
+                       field=ref.path)

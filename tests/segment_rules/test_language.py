@@ -175,6 +175,54 @@ def test_reference_cycles_and_duplicates(tmp_path: Path) -> None:
     assert cycles == ["a.yaml:2:17: rule.segment: segment references form a cycle: a -> b -> c -> a"]
 
 
+TIERS = """group: tiers
+exclusive: {exclusive}
+segments:
+  - name: gold
+    tag: gold
+    rule: {{all: [{{segment: {gold_ref}}}, {{orders: {{gte: 5}}}}]}}
+  - name: silver
+    tag: silver
+    rule: {{any: [{{segment: {silver_ref}}}, {{orders: {{gte: 2}}}}]}}
+  - name: bronze
+    tag: bronze
+    rule: {{orders: {{gte: 1}}}}
+"""
+
+
+def test_an_exclusive_group_member_may_refer_to_earlier_members_only(tmp_path: Path) -> None:
+    """A member holds only where no earlier member's rule does: a reference from an earlier member to a later
+    one makes its rule depend on itself, reported as a cycle at the reference."""
+    write(tmp_path, "tiers.yaml", TIERS.format(exclusive="true", gold_ref="silver", silver_ref="bronze"))
+    assert errors_of(tmp_path) == [  # one line per offending reference
+        "tiers.yaml:6:28: segments[0].rule.all[0].segment: segment references form a cycle: gold -> silver -> gold "
+        "(silver comes after gold in the exclusive group 'tiers')",
+        "tiers.yaml:9:28: segments[1].rule.any[0].segment: segment references form a cycle: silver -> bronze -> "
+        "silver (bronze comes after silver in the exclusive group 'tiers')",
+    ]
+    # Through a segment outside the group (read first, as files are read in name order): the line is at a
+    # reference of the loop.
+    write(tmp_path, "tiers.yaml", TIERS.format(exclusive="true", gold_ref="outside", silver_ref="bronze"))
+    write(tmp_path, "outside.yaml", "segment: outside\nrule: {segment: bronze}\n")
+    assert [line for line in errors_of(tmp_path) if "gold" in line] == [
+        "outside.yaml:2:17: rule.segment: segment references form a cycle: outside -> bronze -> gold -> outside "
+        "(bronze comes after gold in the exclusive group 'tiers')"
+    ]
+    (tmp_path / "outside.yaml").unlink()
+    # Later members referring to earlier ones, or any references in a group that is not exclusive, are fine,
+    # and members are evaluated in group order.
+    write(tmp_path, "base.yaml", "segment: base\nrule: {orders: {gte: 1}}\n")
+    write(tmp_path, "tiers.yaml", TIERS.format(exclusive="true", gold_ref="base", silver_ref="gold"))
+    assert errors_of_none(tmp_path) == ["base", "gold", "silver", "bronze"]
+    write(tmp_path, "tiers.yaml", TIERS.format(exclusive="false", gold_ref="silver", silver_ref="bronze"))
+    assert errors_of_none(tmp_path) == ["base", "bronze", "silver", "gold"]
+
+
+def errors_of_none(folder: Path) -> list[str]:
+    """The segment names in evaluation order of a folder that loads."""
+    return [s.name for s in load_rules(folder, display_base=folder).segments]
+
+
 def test_a_reference_to_a_broken_segment_is_not_reported_as_unknown(tmp_path: Path) -> None:
     write(tmp_path, "a.yaml", "segment: a\nrule: {orderz: 1}\n")
     write(tmp_path, "b.yaml", "segment: b\nrule: {segment: a}\n")
