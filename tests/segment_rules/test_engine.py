@@ -238,12 +238,11 @@ def test_an_exclusive_group_across_masks_is_its_first_match(
         rules[f"g{k}"] = leaf
         rules[f"between{k}"] = {"monetary": {"gt": 10 * k}}
     held = f"g{hold % len(leaves)}"
-    full = evaluate(store, ruleset(rules, groups={"tiers": tuple(f"g{k}" for k in range(len(leaves)))},
-                                   holdout={held: 50}), as_of=AS_OF)
+    rule_set = ruleset(rules, groups={"tiers": tuple(f"g{k}" for k in range(len(leaves)))}, holdout={held: 50})
+    full = evaluate(store, rule_set, as_of=AS_OF)
     if incremental:  # the same people re-evaluated through the incremental path: nothing may change
         before = members(store)
-        evaluate(store, ruleset(rules, groups={"tiers": tuple(f"g{k}" for k in range(len(leaves)))},
-                                holdout={held: 50}), as_of=AS_OF, person_ids=sorted(ids.values()))
+        evaluate(store, rule_set, as_of=AS_OF, person_ids=sorted(ids.values()))
         assert members(store) == before
     got = members(store)
     first = {email: next((k for k, leaf in enumerate(leaves) if _oracle(orders, leaf)), None)
