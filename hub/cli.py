@@ -125,10 +125,12 @@ def _context(loaded: LoadedConfig) -> BuildContext:
 
 @contextmanager
 def _store(loaded: LoadedConfig) -> Iterator[Store]:
+    from hub.locks import close_dead_runs
     from hub.store import open_store
 
     store = open_store(loaded.model.store.url, base_dir=loaded.base_dir)
     try:
+        close_dead_runs(store)  # a run a kill left "running" is shown as interrupted from now on
         yield store
     finally:
         store.close()
@@ -360,15 +362,16 @@ def sync(
     """Pull sources into the store, with progress."""
     from hub.cli_progress import sync_with_progress
     from hub.errors import ConfigError
+    from hub.stop import stop_on_signals
 
     loaded = _load(config)
     if source is not None and source not in loaded.model.sources:
         known = ", ".join(sorted(loaded.model.sources)) or "none"
         raise ConfigError(f"no source named {source!r} in the config (sources: {known})")
     names = [source] if source else [n for n, e in loaded.model.sources.items() if e.enabled]
-    with _store(loaded) as store:
+    with _store(loaded) as store, stop_on_signals() as stop:
         results = sync_with_progress(loaded, store, _context(loaded), names, full=full, streams=stream,
-                                     quiet=as_json)
+                                     quiet=as_json, stop=stop)
     if as_json:
         _print_json([r.as_dict() for r in results])
     _exit_for(results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from hub.daemon import health
 from hub.errors import ConfigError, HubError
 from hub.locks import connector_lock
 from hub.redact import redact
+from hub.stop import stop_scope
 from hub.sync import SyncResult, build_source, sync_source
 
 if TYPE_CHECKING:
@@ -38,11 +40,13 @@ def sync_with_progress(
     streams: Sequence[str] | None = None,
     quiet: bool = False,
     console: Console | None = None,
+    stop: threading.Event | None = None,
 ) -> list[SyncResult]:
     """Sync each named source in turn, showing one progress line per stream.
 
     A failing source (a ConfigError such as revoked credentials, or a run failure) is reported on one line and
-    the next source runs; its result says how it ended (``config_error`` or ``failed``).
+    the next source runs; its result says how it ended (``config_error`` or ``failed``). Once ``stop`` is set
+    the running source ends after its page in flight (``stopped``) and no further source starts.
     """
     console = console or Console(stderr=True)
     unknown = [n for n in names if n not in loaded.model.sources]
@@ -56,7 +60,10 @@ def sync_with_progress(
         TimeElapsedColumn(), console=console, disable=quiet, transient=False,
     ) as progress:
         for name in names:
-            results.append(_sync_one(loaded, store, ctx, name, full, streams, progress, console))
+            if stop is not None and stop.is_set():
+                break
+            with stop_scope(stop):
+                results.append(_sync_one(loaded, store, ctx, name, full, streams, progress, console, stop))
     return results
 
 
@@ -69,6 +76,7 @@ def _sync_one(
     streams: Sequence[str] | None,
     progress: Progress,
     console: Console,
+    stop: threading.Event | None,
 ) -> SyncResult:
     try:
         source = build_source(loaded, name, ctx)
@@ -95,7 +103,7 @@ def _sync_one(
         with connector_lock(store, f"sync:{name}", ttl=parse_duration(loaded.model.daemon.lock_ttl)) as lock:
             lock_box.append(lock)
             result = sync_source(store, source, loaded.model.sources[name].type, streams=streams, full=full,
-                                 progress=on_page)
+                                 progress=on_page, stop=stop)
         if result.status != "failed":
             health.record_success(store, health.key("source", name))  # a good run by hand lifts a pause
     except ConfigError as exc:

@@ -67,3 +67,8 @@ class SkippableRecordError(HubError):
 
 class PaginationLoopError(HubError):
     """A paginator saw the same page token twice; following it would loop forever."""
+
+
+class Stopped(HubError):
+    """A stop was asked for (SIGTERM, SIGINT, a daemon shutdown) while the run waited: it ends after its last
+    committed page, which the next run resumes from."""

@@ -11,11 +11,13 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hub.errors import ConfigError, HubError, TransientError
+from hub.errors import ConfigError, HubError, Stopped, TransientError
 from hub.redact import redact
+from hub.stop import stop_scope
 
 if TYPE_CHECKING:
     from hub.config import LoadedConfig
@@ -109,25 +111,34 @@ def sync_source(
         stop: when set, the run ends cleanly after the current page.
 
     Returns:
-        The run's totals. ConfigError and other failures are recorded in the run row and re-raised.
+        The run's totals; ``status`` is ``stopped`` when ``stop`` ended it early. ConfigError and other failures
+        are recorded in the run row and re-raised.
     """
     result = SyncResult(source=source.name)
     result.run_id = store.start_run("sync", source.name)
     wanted = set(streams) if streams is not None else None
     try:
-        for stream in _select(source.streams(), wanted):
-            if stop is not None and stop.is_set():
-                result.stopped = True
-                break
-            result.streams.append(_sync_stream(store, source, source_type, stream, full, progress, stop, result))
-            if result.stopped:
-                break
+        with stop_scope(stop) if stop is not None else nullcontext():
+            for stream in _select(source.streams(), wanted):
+                if stop is not None and stop.is_set():
+                    result.stopped = True
+                    break
+                _sync_stream(store, source, source_type, stream, full, progress, stop, result)
+                if result.stopped:
+                    break
+    except Stopped:
+        # A wait inside a page saw the stop: that page is given up, the ones before it are committed.
+        result.stopped = True
     except BaseException as exc:
         result.status = "failed"
         result.error = redact(f"{type(exc).__name__}: {exc}") if not isinstance(exc, HubError) else redact(str(exc))
         store.finish_run(result.run_id, _status_for(exc), dict(result.counts), result.error)
         raise
-    if result.counts.get("skipped"):
+    if result.stopped:
+        result.status = "stopped"
+        logger.info("%s: stopped on request after its last committed page; the next run resumes there",
+                    source.name)
+    elif result.counts.get("skipped"):
         result.status = "ok_with_skips"
     store.finish_run(result.run_id, result.status, dict(result.counts), None)
     return result
@@ -152,11 +163,12 @@ def _sync_stream(
     progress: ProgressFn | None,
     stop: threading.Event | None,
     result: SyncResult,
-) -> StreamResult:
+) -> None:
     if full:
         store.reset_state(source.name, stream.name)
     state = store.get_state(source.name, stream.name)
     out = StreamResult(stream=stream.name)
+    result.streams.append(out)  # before the first page: a stop or failure mid-stream keeps what was committed
     for page in stream.read(state, full=full):
         stats = store.commit_page(source.name, source_type, stream.name, page)
         out.pages += 1
@@ -176,7 +188,6 @@ def _sync_stream(
         "%s/%s: %d pages, %d records, %d skipped",
         source.name, stream.name, out.pages, out.counts["records"], out.counts["skipped"],
     )
-    return out
 
 
 def _stat_counts(stats: Any) -> dict[str, int]:

@@ -31,7 +31,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from hub.store import Store
-from hub.store import engine as engine_mod
 from hub.store import models as m
 from hub.store.bulk import Column
 from hub.store.bulk import for_dialect as bulk_for
@@ -109,14 +108,6 @@ class EvaluationResult:
         }
 
 
-@contextmanager
-def _write(store: Store) -> Iterator[Connection]:
-    with store.engine.connect() as conn:
-        conn.execution_options(**{engine_mod.WRITE_OPTION: True})
-        with conn.begin():
-            yield conn
-
-
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
     for start in range(0, len(ids), _ID_CHUNK):
         yield ids[start : start + _ID_CHUNK]
@@ -185,7 +176,7 @@ def write_features(store: Store, table: FeatureTable, person_ids: Sequence[int] 
     """Replace ``person_feature`` (everyone's rows, or those of ``person_ids``) with ``table``; returns the
     number of stored rows."""
     f = m.person_feature
-    with _write(store) as conn:
+    with store.transaction() as conn:
         bulk = bulk_for(conn.dialect)
         if person_ids is None:
             _empty(conn, f)
@@ -216,7 +207,7 @@ def write_scores(store: Store, scores: Scores, report: ScoreReport, person_ids: 
     """Replace ``person_score`` (everyone's rows, or those of ``person_ids``) with ``scores``; a full run also
     stores the fitted models."""
     s = m.person_score
-    with _write(store) as conn:
+    with store.transaction() as conn:
         bulk = bulk_for(conn.dialect)
         if person_ids is None:
             _empty(conn, s)
@@ -318,7 +309,7 @@ def write_memberships(
     names = [segment.name for segment in rules.segments]
     now = m.utcnow()
     changes: list[SegmentChange] = []
-    with _write(store) as conn:
+    with store.transaction() as conn:
         _tune_batch(conn)
         previous = _previous_sizes(conn)
         work = _Evaluation(names)
@@ -659,7 +650,7 @@ def _drop_out_of_scope(store: Store, person_ids: Sequence[int] | None) -> None:
     gone = sa.select(p.c.id).where(sa.not_(in_scope(p)))
     if person_ids is not None:
         gone = gone.where(p.c.id.in_(person_ids))
-    with _write(store) as conn:
+    with store.transaction() as conn:
         ids = [int(r[0]) for r in conn.execute(gone)]
         for chunk in _chunks(ids):
             conn.execute(sa.delete(f).where(f.c.person_id.in_(chunk)))
@@ -684,7 +675,7 @@ def _run_warnings(
 
 
 def _store_run_warnings(store: Store, run_id: int, result: EvaluationResult) -> None:
-    with _write(store) as conn:
+    with store.transaction() as conn:
         conn.execute(sa.insert(m.segment_run).values(
             run_id=run_id, segment=RUN_WIDE, evaluated_at=m.utcnow(), size=result.people, entered=0, exited=0,
             held_out=0, warnings=result.warnings or None,

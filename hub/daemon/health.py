@@ -16,7 +16,6 @@ import sqlalchemy as sa
 
 from hub.redact import redact
 from hub.store import Store
-from hub.store import engine as engine_mod
 from hub.store import models as m
 
 
@@ -46,15 +45,13 @@ class Health:
 
 def _upsert(store: Store, name: str, values: dict[str, Any]) -> None:
     h = m.connector_health
-    with store.engine.connect() as conn:
-        conn.execution_options(**{engine_mod.WRITE_OPTION: True})
-        with conn.begin():
-            exists = conn.execute(sa.select(h.c.name).where(h.c.name == name)).first() is not None
-            if exists:
-                conn.execute(sa.update(h).where(h.c.name == name).values(**values))
-            else:
-                row = {"name": name, "consecutive_failures": 0, "paused": False, **values}
-                conn.execute(sa.insert(h).values(**row))
+    with store.transaction() as conn:
+        exists = conn.execute(sa.select(h.c.name).where(h.c.name == name)).first() is not None
+        if exists:
+            conn.execute(sa.update(h).where(h.c.name == name).values(**values))
+        else:
+            row = {"name": name, "consecutive_failures": 0, "paused": False, **values}
+            conn.execute(sa.insert(h).values(**row))
 
 
 def record_success(store: Store, name: str, at: datetime | None = None) -> None:

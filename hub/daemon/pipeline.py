@@ -22,6 +22,7 @@ from hub.daemon.metrics import Metrics
 from hub.errors import ConfigError, HubError
 from hub.http import counting_scope, scope_stats
 from hub.locks import LockHeld, connector_lock
+from hub.stop import stop_scope
 from hub.store import Store
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class Pipeline:
         entry = loaded.model.sources[name]
         scope = f"source:{name}"
         with connector_lock(self.store, f"sync:{name}", ttl=self._ttl, holder=self.holder) as lock, \
-                counting_scope(scope):
+                counting_scope(scope), stop_scope(self.stop):
             source = build_source(loaded, name, self.context_for(loaded))
             try:
                 result = sync_source(self.store, source, entry.type, stop=self.stop,

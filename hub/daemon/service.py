@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -29,6 +30,8 @@ from hub.daemon import health
 from hub.daemon.pipeline import Pipeline
 from hub.errors import ConfigErrors
 from hub.locks import holder_name
+from hub.process import this_process
+from hub.stop import STOP_GRACE_S
 from hub.store import Store
 
 if TYPE_CHECKING:
@@ -66,6 +69,7 @@ class Daemon:
     _server: ThreadingHTTPServer | None = field(init=False, default=None)
     _mtime: float = field(init=False, default=0.0)
     _running: threading.Event = field(init=False, default_factory=threading.Event)
+    _watchdog: threading.Timer | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
@@ -92,6 +96,8 @@ class Daemon:
         try:
             self.scheduler.start()  # blocks until shutdown
         finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
             self._running.clear()
             self.pipeline.stop.set()
             if self._server is not None:
@@ -100,10 +106,29 @@ class Daemon:
 
     def stop(self, *_: Any) -> None:
         """Ask running jobs to finish their page and the scheduler to exit."""
+        if self.pipeline.stop.is_set():
+            return
         logger.info("hub run: stopping (the current page is finished and committed first)")
         self.pipeline.stop.set()
-        # wait=True lets running jobs finish; they check the stop event between pages, so this is quick.
+        # wait=True lets running jobs finish; they check the stop event between pages and their waits end at
+        # once, so this is quick. A job stuck in a request past the grace time does not hold the exit up.
         threading.Thread(target=lambda: self.scheduler.shutdown(wait=True), name="hub-shutdown", daemon=True).start()
+        self._watchdog = threading.Timer(STOP_GRACE_S, self._exit_now)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def _exit_now(self) -> None:
+        """Still running after the grace time: close this process's runs as interrupted and exit 0.
+
+        Safe at any instant (a kill -9 is): every page is committed with its checkpoint or not at all.
+        """
+        mine = [r.id for r in self.store.running_runs() if r.holder == this_process()]
+        if mine:
+            self.store.mark_runs_interrupted(mine)
+        logger.warning("hub run: %d jobs still running %g s after the stop: exiting now; their runs resume next "
+                       "time from the last committed page", len(mine), STOP_GRACE_S)
+        logging.shutdown()
+        os._exit(0)
 
     def _install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)

@@ -28,6 +28,7 @@ from hub.http.errors import HttpError, StatusOverride, error_for_response
 from hub.http.pacer import Pacer, RateLimitHeaders
 from hub.http.retry import RetryPolicy
 from hub.redact import SENSITIVE_HEADERS, SENSITIVE_PARAMS, redact, register_secret, sanitize_url
+from hub.stop import current as current_stop
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class HttpClient:
         self._lock = threading.Lock()
         self._counters = dict.fromkeys(COUNTERS, 0)
         self._scope = _SCOPE.get()
+        # A stop (SIGTERM) ends this client's pacing and retry waits, in whatever thread they run.
+        self._stop = current_stop()
 
     @property
     def http(self) -> httpx.Client:
@@ -145,6 +148,7 @@ class HttpClient:
             lambda: self._attempt(method, url, kwargs, allow_statuses, cost, buckets, expect_json, shown),
             describe=lambda: shown[0],
             on_retry=lambda: self._count("retries"),
+            stop=self._stop,
         )
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
@@ -209,7 +213,7 @@ class HttpClient:
         pacer = self.pacer
         with pacer.slot() if pacer is not None else _NULL_SLOT:
             if pacer is not None:
-                pacer.acquire(cost, buckets)
+                pacer.acquire(cost, buckets, stop=self._stop)
             self._count("requests")
             start = time.perf_counter()
             try:

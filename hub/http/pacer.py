@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hub.stop import wait as stop_wait
+
 logger = logging.getLogger(__name__)
 
 # Float slack: after sleeping exactly the computed wait, refill arithmetic can land a hair short.
@@ -259,15 +261,21 @@ class Pacer:
         """A pacer with one limiter named ``default``."""
         return cls({"default": limiter}, max_concurrent=max_concurrent, clock=clock, sleep=sleep)
 
-    def acquire(self, cost: float = 1.0, buckets: Sequence[str] | None = None) -> float:
+    def acquire(
+        self, cost: float = 1.0, buckets: Sequence[str] | None = None, *, stop: threading.Event | None = None
+    ) -> float:
         """Block until ``cost`` can be spent from every named bucket at once, then spend it.
 
         Args:
             cost: request cost (1 for a plain request; a GraphQL query's estimated points).
             buckets: the limiters to draw from (default: the pacer's default buckets).
+            stop: a stop event that ends the wait at once.
 
         Returns:
             Seconds spent waiting.
+
+        Raises:
+            Stopped: ``stop`` was set while waiting (nothing was spent).
         """
         names = self._check_names(tuple(buckets) if buckets else self._default)
         waited = 0.0
@@ -282,7 +290,7 @@ class Pacer:
                     self.waited_s += waited
                     return waited
             # Sleep outside the lock, then re-check: observe() or pause() may have changed things meanwhile.
-            self._sleep(wait)
+            stop_wait(self._sleep, wait, stop)
             waited += wait
 
     def observe(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from hub.errors import TransientError
 from hub.redact import redact
+from hub.stop import wait
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class RetryPolicy:
         *,
         describe: str | Callable[[], str] = "request",
         on_retry: Callable[[], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> T:
         """Call ``fn`` until it returns, raises a non-transient error, or the policy gives up.
 
@@ -70,15 +73,17 @@ class RetryPolicy:
             describe: what is being tried, for the retry log line (already sanitized); a callable is asked
                 at each retry.
             on_retry: called before each retry sleep (the client counts retries with it).
+            stop: a stop event that ends a retry wait at once (:class:`~hub.errors.Stopped`).
 
         Returns:
             What ``fn`` returned.
 
         Raises:
             TransientError: the last attempt's error, once attempts or total wait run out.
+            Stopped: ``stop`` was set during a retry wait.
         """
         retrying = Retrying(
-            sleep=self.sleep,
+            sleep=lambda seconds: wait(self.sleep, seconds, stop),
             stop=self._stop,
             wait=self._wait,
             retry=retry_if_exception_type(TransientError),

@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +29,6 @@ from hub.push import ledger
 from hub.push.ledger import State, Write
 from hub.push.plan import Plan, Targeting
 from hub.store import Store
-from hub.store import engine as engine_mod
 from hub.store import models as m
 from hub.store.identity import normalize_email
 
@@ -77,19 +75,10 @@ class PushResult:
                 "seconds": round(self.seconds, 3)}
 
 
-@contextmanager
-def write_conn(store: Store) -> Iterator[Connection]:
-    """A write transaction on the store."""
-    with store.engine.connect() as conn:
-        conn.execution_options(**{engine_mod.WRITE_OPTION: True})
-        with conn.begin():
-            yield conn
-
-
 def execute(store: Store, plan: Plan, sink: Sink, retry: RetrySettings, result: PushResult) -> None:
     """Send the plan's changes and record every outcome; bookkeeping rows are written first."""
     now = m.utcnow()
-    with write_conn(store) as conn:
+    with store.transaction() as conn:
         ledger.write(conn, plan.destination, plan.bookkeeping, now)
         ledger.write(conn, plan.destination, [_skip_write(s.person_id, s.tag, s.reason, retry, now)
                                                for s in plan.skips], now)
@@ -100,13 +89,13 @@ def execute(store: Store, plan: Plan, sink: Sink, retry: RetrySettings, result: 
     changes = [*plan.removes, *plan.adds]
     if changes:
         sink.ensure_tags(sorted({c.tag for c in plan.adds}))
-    with write_conn(store) as conn:
+    with store.transaction() as conn:
         attempts = _attempts(conn, plan.destination)
     for start in range(0, len(changes), CHUNK):
         chunk = changes[start : start + CHUNK]
         results = sink.apply(chunk)
         writes = _record(results, chunk, attempts, retry, m.utcnow(), result)
-        with write_conn(store) as conn:
+        with store.transaction() as conn:
             ledger.write(conn, plan.destination, writes, m.utcnow())
 
 
@@ -175,7 +164,7 @@ def _after(
 
 def reconcile(store: Store, targeting: Targeting, sink: Sink, *, restore: bool, result: PushResult) -> None:
     """:func:`reconcile_in` in its own transaction."""
-    with write_conn(store) as conn:
+    with store.transaction() as conn:
         reconcile_in(conn, targeting, sink, restore=restore, result=result)
 
 

@@ -19,7 +19,6 @@ from hub.contracts import Sink
 from hub.push.plan import Guards, Plan, Targeting, build_plan, store_guards
 from hub.push.run import PushResult, RetrySettings, execute, reconcile, reconcile_in
 from hub.store import Store
-from hub.store import engine as engine_mod
 from hub.store import models as m
 
 if TYPE_CHECKING:
@@ -109,8 +108,7 @@ def _dry_plan(
     result: PushResult,
 ) -> Plan:
     # The reconcile's ledger writes shape the plan, so they happen inside a transaction that is rolled back.
-    with store.engine.connect() as conn:
-        conn.execution_options(**{engine_mod.WRITE_OPTION: True})
+    with store.write_connection() as conn:
         transaction = conn.begin()
         try:
             if must_reconcile:

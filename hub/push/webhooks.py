@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from hub.config.models import WebhookConfig
 from hub.push import ledger
-from hub.push.run import RetrySettings, write_conn
+from hub.push.run import RetrySettings
 from hub.store import Store
 from hub.store import models as m
 
@@ -63,7 +63,7 @@ def queue_events(store: Store, name: str, hook: WebhookConfig, now: datetime | N
     The first call starts the cursor at ``now``: a new webhook receives changes from then on, not the history.
     """
     now = now or m.utcnow()
-    with write_conn(store) as conn:
+    with store.transaction() as conn:
         since = _cursor(conn, name)
         if since is None:
             _set_cursor(conn, name, now)
@@ -184,7 +184,7 @@ def _record(store: Store, event_id: int, attempts: int, error: str | None, retry
                   "last_error": error}
         result.retry += 1
         result.errors.append(error)
-    with write_conn(store) as conn:
+    with store.transaction() as conn:
         conn.execute(sa.update(w).where(w.c.id == event_id).values(**values))
 
 

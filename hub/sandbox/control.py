@@ -5,8 +5,10 @@ handler, so ``httpx.MockTransport(sandbox)`` runs a connector against it in-proc
 :mod:`hub.sandbox.server` serves it over HTTP. Every sandbox answers, next to the vendor's paths:
 
 - ``GET /_sandbox/stats``: requests per endpoint (method + path with ids collapsed, or the emulator's own
-  ``endpoint_name``), responses per status, 429s, auth rejections (401/403), injected faults, emulator errors,
-  the most requests seen in flight at once. ``DELETE /_sandbox/stats`` zeroes the counters.
+  ``endpoint_name``) and per concrete resource (the emulator's ``resource_name``: ``contacts`` apart from
+  ``deals``), each with its responses per status; responses per status, 429s, auth rejections (401/403),
+  injected faults, emulator errors, the most requests seen in flight at once. ``DELETE /_sandbox/stats`` zeroes
+  the counters.
 - ``POST /_sandbox/reset``: the emulator back to its seeded state; faults and counters cleared.
 - ``POST /_sandbox/faults`` with a JSON fault (see :func:`parse_fault`); ``GET`` lists the active faults,
   ``DELETE`` clears them.
@@ -40,6 +42,10 @@ logger = logging.getLogger(__name__)
 CONTROL_PREFIX = "/_sandbox"
 
 _KIND_ALIASES = {
+    "repeat": "repeat",
+    "wrong_type": "wrong_type",
+    "drop_field": "drop_field",
+    "unknown_field": "unknown_field",
     "429": "429",
     "rate_limit": "429",
     "5xx": "5xx",
@@ -51,7 +57,18 @@ _KIND_ALIASES = {
     "token_expired": "token_expiry",
     "delay": "delay",
 }
-FAULT_KINDS = ("429", "5xx", "timeout", "malformed", "truncated", "token_expiry", "delay")
+FAULT_KINDS = (
+    "429", "5xx", "timeout", "malformed", "truncated", "token_expiry", "delay",
+    "repeat", "wrong_type", "drop_field", "unknown_field",
+)
+# Faults that rewrite a real answer's JSON body (schema drift, a bad record). One that finds nothing to rewrite in
+# an answer (no such field, not JSON, an error status) is not spent on it and waits for the next matching answer.
+REWRITE_KINDS = frozenset({"wrong_type", "drop_field", "unknown_field"})
+UNKNOWN_FIELD = "x_sandbox_unknown_field"
+# Marks an answer a ``repeat`` fault served again (it is not the endpoint's latest real answer).
+_REPEATED = "sandbox_repeated"
+# Resource name of requests an emulator does not name.
+OTHER_RESOURCE = "other"
 
 # Path segments that are ids: numbers, UUIDs, hex ids and hashes (Mailchimp list ids and subscriber hashes).
 _ID_SEGMENT = re.compile(
@@ -75,7 +92,14 @@ class Fault:
         delay: seconds a ``timeout`` hangs before failing, or a ``delay`` fault waits before answering.
         processed: a ``timeout`` lets the emulator process the request first (a write that happened although
             the client saw a timeout).
+        field: the JSON key a rewrite fault works on: ``wrong_type`` sets it to ``value`` in the first object
+            holding it (one bad record), ``drop_field`` removes it from every object (an optional field gone),
+            ``unknown_field`` adds it with ``value`` to every object (a field the client has never seen).
+        value: the value ``wrong_type`` and ``unknown_field`` write.
         injected: how many requests it has hit so far.
+
+    A ``repeat`` fault answers with the answer of the previous request to the same endpoint (a pagination cursor
+    that comes back, a page served twice).
     """
 
     id: int
@@ -88,6 +112,8 @@ class Fault:
     retry_after: float | None = 1.0
     delay: float = 0.0
     processed: bool = False
+    field: str | None = None
+    value: Any = None
     injected: int = 0
 
     def matches(self, request: httpx.Request) -> bool:
@@ -110,9 +136,10 @@ def parse_fault(body: Mapping[str, Any], fault_id: int = 0) -> Fault:
     """Validate a fault request body.
 
     Fields: ``kind`` (``429``, ``5xx``, ``timeout``, ``malformed``, ``truncated``, ``token_expiry``,
-    ``delay``), and optionally ``count`` (default 1; null = until cleared), ``path`` (prefix), ``method``,
-    ``skip``, ``status`` (5xx: default 500), ``retry_after`` (429: default 1), ``delay`` (seconds),
-    ``processed`` (timeout only).
+    ``delay``, ``repeat``, ``wrong_type``, ``drop_field``, ``unknown_field``), and optionally ``count`` (default
+    1; null = until cleared), ``path`` (prefix), ``method``, ``skip``, ``status`` (5xx: default 500),
+    ``retry_after`` (429: default 1; null: no header), ``delay`` (seconds), ``processed`` (timeout only),
+    ``field`` and ``value`` (the rewrite kinds; ``wrong_type`` and ``drop_field`` need ``field``).
 
     Raises:
         ValueError: with a message for the 400 answer.
@@ -135,6 +162,14 @@ def parse_fault(body: Mapping[str, Any], fault_id: int = 0) -> Fault:
     skip = int(body.get("skip", 0))
     if delay < 0 or skip < 0 or (retry_after is not None and float(retry_after) < 0):
         raise ValueError("delay, skip and retry_after must not be negative")
+    field = body.get("field")
+    if field is not None and not isinstance(field, str):
+        raise ValueError("field must be a string")
+    if kind in ("wrong_type", "drop_field") and not field:
+        raise ValueError(f"a {kind} fault needs a field (the JSON key to rewrite)")
+    if kind == "unknown_field":
+        field = field or UNKNOWN_FIELD
+    value = body.get("value", "surprise" if kind == "unknown_field" else None)
     return Fault(
         id=fault_id,
         kind=kind,
@@ -146,6 +181,8 @@ def parse_fault(body: Mapping[str, Any], fault_id: int = 0) -> Fault:
         retry_after=None if retry_after is None else float(retry_after),
         delay=delay,
         processed=bool(body.get("processed", False)),
+        field=field,
+        value=value,
     )
 
 
@@ -191,6 +228,8 @@ class Sandbox:
         self._faults: list[Fault] = []
         self._next_fault_id = 1
         self._in_flight = 0
+        self._listeners: list[Listener] = []
+        self._last_answers: dict[str, httpx.Response] = {}
         self._reset_counters()
 
     @property
@@ -218,11 +257,32 @@ class Sandbox:
         path = request.url.path
         if path == CONTROL_PREFIX or path.startswith(CONTROL_PREFIX + "/"):
             return self._control(request)
+        endpoint = self._endpoint(request)
+        for listener in list(self._listeners):
+            listener(request, endpoint)
         with self._tracking_in_flight():
             fault = self._take_fault(request)
-            result = self._serve(request) if fault is None else self._apply_fault(fault, request)
-        self._record(request, result)
+            result = self._serve(request) if fault is None else self._apply_fault(fault, request, endpoint)
+        if isinstance(result, httpx.Response) and not result.extensions.get(_REPEATED):
+            with self._state_lock:
+                self._last_answers[endpoint] = result
+        self._record(request, endpoint, result)
         return result
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(request, endpoint)`` as each API request arrives, before faults and the emulator.
+
+        For tests and benchmarks that act at a precise point of a run (kill the client at its 40th request,
+        expire the tokens mid-run); a listener that injects a fault affects the request it is called for.
+        """
+        with self._state_lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener``."""
+        with self._state_lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     # ------------------------------------------------------------------ in-process control API
 
@@ -233,6 +293,11 @@ class Sandbox:
                 "vendor": self.vendor,
                 "requests": self._requests,
                 "endpoints": dict(sorted(self._endpoints.items())),
+                "endpoint_statuses": _nested(self._endpoint_statuses),
+                "resources": {
+                    name: {"requests": sum(counts.values()), "statuses": dict(sorted(counts.items()))}
+                    for name, counts in sorted(self._resource_statuses.items())
+                },
                 "statuses": dict(sorted(self._statuses.items())),
                 "rate_limited": self._statuses.get("429", 0),
                 "auth_rejected": self._statuses.get("401", 0) + self._statuses.get("403", 0),
@@ -252,6 +317,7 @@ class Sandbox:
             self.emulator.reset()
         with self._state_lock:
             self._faults.clear()
+            self._last_answers.clear()
             self._reset_counters()
 
     def inject(self, fault: Mapping[str, Any]) -> Fault:
@@ -301,6 +367,8 @@ class Sandbox:
     def _reset_counters(self) -> None:
         self._requests = 0
         self._endpoints: Counter[str] = Counter()
+        self._endpoint_statuses: dict[str, Counter[str]] = {}
+        self._resource_statuses: dict[str, Counter[str]] = {}
         self._statuses: Counter[str] = Counter()
         self._faults_injected: Counter[str] = Counter()
         self._emulator_errors = 0
@@ -330,6 +398,16 @@ class Sandbox:
                 self._emulator_errors += 1
             return json_response(500, {"error": "sandbox emulator error (see the sandbox log)"})
 
+    def _give_back(self, fault: Fault) -> None:
+        """A rewrite fault that found nothing to rewrite waits for the next matching answer."""
+        with self._state_lock:
+            fault.injected -= 1
+            self._faults_injected[fault.kind] -= 1
+            if not self._faults_injected[fault.kind]:
+                del self._faults_injected[fault.kind]
+            if fault not in self._faults:
+                self._faults.insert(0, fault)
+
     def _take_fault(self, request: httpx.Request) -> Fault | None:
         with self._state_lock:
             for fault in self._faults:
@@ -345,9 +423,24 @@ class Sandbox:
                 return fault
         return None
 
-    def _apply_fault(self, fault: Fault, request: httpx.Request) -> httpx.Response | Hang:
+    def _apply_fault(self, fault: Fault, request: httpx.Request, endpoint: str) -> httpx.Response | Hang:
         if fault.kind in ("429", "5xx"):
             return self._error(request, fault)
+        if fault.kind == "repeat":
+            with self._state_lock:
+                previous = self._last_answers.get(endpoint)
+            if previous is None:  # nothing to repeat yet: this answer is the one a later request gets again
+                self._give_back(fault)
+                return self._serve(request)
+            return httpx.Response(previous.status_code, headers=previous.headers, content=previous.content,
+                                  extensions={_REPEATED: True})
+        if fault.kind in REWRITE_KINDS:
+            response = self._serve(request)
+            rewritten = _rewrite(response, fault)
+            if rewritten is None:
+                self._give_back(fault)
+                return response
+            return rewritten
         if fault.kind == "timeout":
             if fault.processed:
                 self._serve(request)
@@ -383,12 +476,22 @@ class Sandbox:
                 return str(name)
         return f"{request.method} {collapse_path(request.url.path)}"
 
-    def _record(self, request: httpx.Request, result: httpx.Response | Hang) -> None:
-        endpoint = self._endpoint(request)
+    def _resource(self, request: httpx.Request) -> str:
+        hook = getattr(self.emulator, "resource_name", None)
+        if callable(hook):
+            name = hook(request)
+            if name:
+                return str(name)
+        return OTHER_RESOURCE
+
+    def _record(self, request: httpx.Request, endpoint: str, result: httpx.Response | Hang) -> None:
         status = "timeout" if isinstance(result, Hang) else str(result.status_code)
+        resource = self._resource(request)
         with self._state_lock:
             self._requests += 1
             self._endpoints[endpoint] += 1
+            self._endpoint_statuses.setdefault(endpoint, Counter())[status] += 1
+            self._resource_statuses.setdefault(resource, Counter())[status] += 1
             self._statuses[status] += 1
 
     # ------------------------------------------------------------------ control endpoints
@@ -435,6 +538,55 @@ class Sandbox:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"fraction, delete_fraction must be numbers and seed an integer: {exc}") from exc
         return {"mutated": self.mutate(fraction, delete_fraction, seed)}
+
+
+Listener = Callable[[httpx.Request, str], None]
+"""Called with each API request and its endpoint name as it arrives (see :meth:`Sandbox.add_listener`)."""
+
+
+def _nested(counters: Mapping[str, Counter[str]]) -> dict[str, dict[str, int]]:
+    return {name: dict(sorted(counts.items())) for name, counts in sorted(counters.items())}
+
+
+def _rewrite(response: httpx.Response, fault: Fault) -> httpx.Response | None:
+    """``response`` with its JSON body rewritten by ``fault``; None when there was nothing to rewrite."""
+    if not 200 <= response.status_code < 300:
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    assert fault.field is not None  # parse_fault gives every rewrite kind a field
+    if not _rewrite_value(body, fault.kind, fault.field, fault.value):
+        return None
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")}
+    return httpx.Response(response.status_code, headers=headers, content=json.dumps(body).encode())
+
+
+def _rewrite_value(value: Any, kind: str, field: str, new: Any) -> bool:
+    """Rewrite ``value`` in place, depth first; whether anything changed."""
+    changed = False
+    if isinstance(value, dict):
+        if kind == "wrong_type" and field in value:
+            value[field] = new
+            return True
+        if kind == "drop_field" and field in value:
+            del value[field]
+            changed = True
+        children = list(value.values())
+        if kind == "unknown_field" and field not in value:
+            value[field] = new
+            changed = True
+    elif isinstance(value, list):
+        children = value
+    else:
+        return False
+    for child in children:
+        if _rewrite_value(child, kind, field, new):
+            changed = True
+            if kind == "wrong_type":
+                return True
+    return changed
 
 
 def _json_object(request: httpx.Request) -> dict[str, Any]:

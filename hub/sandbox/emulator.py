@@ -14,7 +14,12 @@ and guards its own state.
 Optional hooks, looked up with ``getattr`` so that plain emulators need not define them:
 
 - ``endpoint_name(request) -> str | None``: the name a request is counted under in ``/_sandbox/stats`` (for
-  example a GraphQL operation). The default is the method plus the path with ids collapsed to ``{id}``.
+  example a GraphQL operation). The default is the method plus the path with ids collapsed to ``{id}``. Name
+  concrete resources, not templates: ``GET /crm/v3/objects/contacts`` apart from ``.../deals``.
+- ``resource_name(request) -> str | None``: the concrete resource a request is about (``contacts``, ``deals``,
+  ``members``, the root field of a GraphQL query), counted with its statuses under ``resources`` in
+  ``/_sandbox/stats``, so a benchmark can tell contact requests from deal requests. Unnamed ones count as
+  ``other``.
 - ``error_response(request, status, message) -> httpx.Response``: the vendor-shaped error body the Sandbox
   uses for injected 429 and 5xx faults (HubSpot's ``Error`` object, Mailchimp's problem+json, ...).
 

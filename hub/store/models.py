@@ -207,6 +207,8 @@ class Run(SQLModel, table=True):
     finished_at: datetime | None = _ts(nullable=True)
     counts: dict[str, Any] | None = _json()
     error: str | None = None
+    # The process that runs it (HOST:PID), so a run a kill left "running" can be told from a live one.
+    holder: str | None = Field(default=None, max_length=200)
 
 
 class SegmentMembership(SQLModel, table=True):

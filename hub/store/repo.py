@@ -1,5 +1,9 @@
-"""The store's writers and readers: the only code that writes SQL (with :mod:`hub.store.bulk`, its bulk
-statements).
+"""The store's writers and readers of pulled data, runs, locks and sync state.
+
+Every write to the store, here or elsewhere, runs in :meth:`Store.transaction`. The rows of pulled data
+(raw records, people, identities, activities, sync state) are written only here (with :mod:`hub.store.bulk`,
+its bulk statements); the segmentation engine (features, scores, memberships), the push ledger and the
+daemon's health rows write their own tables, each through a :meth:`Store.transaction`.
 
 :meth:`Store.commit_page` is the heart. One page and its stream state go into one transaction:
 
@@ -39,6 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from hub.contracts import ActivityData, Page, PersonData, Record
+from hub.process import this_process
 from hub.redact import redact
 from hub.store import engine as engine_mod
 from hub.store import identity as ident
@@ -105,6 +110,16 @@ _PERSON_VIEW_COLUMNS = (
 
 
 # ----------------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class RunningRun:
+    """A run whose row says ``running``: its kind, target and the process (``HOST:PID``) that started it."""
+
+    id: int
+    kind: str
+    target: str
+    holder: str | None
 
 
 @dataclass
@@ -304,11 +319,22 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def write_connection(self) -> Iterator[Connection]:
+        """A connection whose transactions are write transactions (``BEGIN IMMEDIATE`` on SQLite), for a
+        caller that begins, commits or rolls back itself."""
         with self.engine.connect() as conn:
             conn.execution_options(**{engine_mod.WRITE_OPTION: True})
-            with conn.begin():
-                yield conn
+            yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction: committed when the block ends, rolled back when it raises.
+
+        Every write to the store goes through one. On SQLite it takes the write lock at its start, so two
+        writers queue on the busy timeout instead of failing half-way with "database is locked".
+        """
+        with self.write_connection() as conn, conn.begin():
+            yield conn
 
     # -- sync state
 
@@ -327,7 +353,7 @@ class Store:
         condition = t.c.source == source
         if stream is not None:
             condition = condition & (t.c.stream == stream)
-        with self._write() as conn:
+        with self.transaction() as conn:
             conn.execute(sa.delete(t).where(condition))
 
     def _write_state(
@@ -346,15 +372,41 @@ class Store:
 
     # -- runs
 
-    def start_run(self, kind: str, target: str) -> int:
-        """Open an audit row for a job (``kind``: sync, push, ...; ``target``: a source or destination)."""
-        with self._write() as conn:
+    def start_run(self, kind: str, target: str, holder: str | None = None) -> int:
+        """Open an audit row for a job (``kind``: sync, push, ...; ``target``: a source or destination).
+
+        ``holder`` names the process running it (default: this one), so a run a crash leaves ``running`` can
+        be told apart from one still going (:func:`hub.locks.close_dead_runs`).
+        """
+        with self.transaction() as conn:
             run_id = conn.execute(
                 sa.insert(m.run)
-                .values(kind=kind, target=target, status="running", started_at=m.utcnow())
+                .values(kind=kind, target=target, status="running", started_at=m.utcnow(),
+                        holder=holder or this_process())
                 .returning(m.run.c.id)
             ).scalar_one()
         return int(run_id)
+
+    def running_runs(self) -> list[RunningRun]:
+        """The runs whose row still says ``running``, oldest first."""
+        t = m.run
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t.c.id, t.c.kind, t.c.target, t.c.holder).where(t.c.status == "running").order_by(t.c.id)
+            ).all()
+        return [RunningRun(int(r.id), r.kind, r.target, r.holder) for r in rows]
+
+    def mark_runs_interrupted(self, run_ids: Sequence[int]) -> None:
+        """Close runs whose process is gone as ``interrupted`` (only those still ``running``)."""
+        t = m.run
+        with self.transaction() as conn:
+            conn.execute(
+                sa.update(t)
+                .where(t.c.id.in_(list(run_ids)), t.c.status == "running")
+                .values(status="interrupted", finished_at=m.utcnow(),
+                        error="the process running it was killed or crashed; the next run resumed from its last "
+                              "committed page")
+            )
 
     def finish_run(
         self, run_id: int, status: str, counts: Mapping[str, int], error: str | None = None
@@ -366,7 +418,7 @@ class Store:
             "counts": dict(counts),
             "error": redact(error) if error is not None else None,
         }
-        with self._write() as conn:
+        with self.transaction() as conn:
             conn.execute(sa.update(m.run).where(m.run.c.id == run_id).values(**values))
 
     # -- connector locks: one run of a connector at a time across processes
@@ -381,15 +433,41 @@ class Store:
             set_={"holder": holder, "acquired_at": now, "expires_at": now + ttl},
             where=(t.c.expires_at < now) | (t.c.holder == holder),
         )
-        with self._write() as conn:
+        with self.transaction() as conn:
             conn.execute(stmt)
             current = conn.execute(sa.select(t.c.holder).where(t.c.name == name)).scalar_one()
         return bool(current == holder)
 
+    def lock_holder(self, name: str) -> str | None:
+        """Who holds lock ``name`` (expired or not), or None."""
+        t = m.connector_lock
+        with self.engine.connect() as conn:
+            holder = conn.execute(sa.select(t.c.holder).where(t.c.name == name)).scalar_one_or_none()
+        return str(holder) if holder is not None else None
+
+    def live_lock_holders(self) -> dict[str, str]:
+        """Holders of the locks that have not expired, by lock name."""
+        t = m.connector_lock
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.c.name, t.c.holder).where(t.c.expires_at >= m.utcnow())).all()
+        return {str(r.name): str(r.holder) for r in rows}
+
+    def take_over_lock(self, name: str, previous: str, holder: str, ttl: timedelta) -> bool:
+        """Give lock ``name`` to ``holder`` if ``previous`` still holds it (a holder known to be dead)."""
+        t = m.connector_lock
+        now = m.utcnow()
+        with self.transaction() as conn:
+            taken = conn.execute(
+                sa.update(t)
+                .where(t.c.name == name, t.c.holder == previous)
+                .values(holder=holder, acquired_at=now, expires_at=now + ttl)
+            ).rowcount
+        return bool(taken)
+
     def release_lock(self, name: str, holder: str) -> None:
         """Release lock ``name`` if ``holder`` holds it."""
         t = m.connector_lock
-        with self._write() as conn:
+        with self.transaction() as conn:
             conn.execute(sa.delete(t).where(t.c.name == name, t.c.holder == holder))
 
     # -- the page commit
@@ -409,7 +487,7 @@ class Store:
         stats = PageStats()
         prepared = _prepare(page.records)
         now = m.utcnow()
-        with self._write() as conn:
+        with self.transaction() as conn:
             changed = self._write_raw(conn, source, source_type, prepared, now, stats)
             if changed:
                 if conn.dialect.name == "postgresql":

@@ -271,3 +271,82 @@ def test_concurrent_calls_are_all_counted() -> None:
     assert stats["requests"] == 400
     assert stats["statuses"] == {"200": 400}
     assert sandbox.emulator.tokens == {f"tok-{i}" for i in range(1, 401)}  # type: ignore[attr-defined]
+
+
+def test_stats_by_resource_and_by_endpoint_carry_their_statuses(toy: tuple[Sandbox, ToyEmulator],
+                                                                client: httpx.Client) -> None:
+    sandbox, emulator = toy
+    emulator.resource_name = lambda r: "tokens" if r.url.path == "/oauth/token" else None  # type: ignore[attr-defined]
+    authed(client)
+    client.get("/v1/contacts/3")
+    client.get("/v1/contacts/99")
+    stats = sandbox.stats()
+    assert stats["resources"] == {
+        "other": {"requests": 2, "statuses": {"200": 1, "404": 1}},
+        "tokens": {"requests": 1, "statuses": {"200": 1}},
+    }
+    assert stats["endpoint_statuses"]["GET /v1/contacts/{id}"] == {"200": 1, "404": 1}
+    assert sum(r["requests"] for r in stats["resources"].values()) == stats["requests"]
+
+
+def test_a_listener_sees_each_request_as_it_arrives_and_can_inject_a_fault_for_it(
+    toy: tuple[Sandbox, ToyEmulator], client: httpx.Client
+) -> None:
+    sandbox, _ = toy
+    seen: list[str] = []
+
+    def listener(request: httpx.Request, endpoint: str) -> None:
+        seen.append(endpoint)
+        if len(seen) == 3:
+            sandbox.inject({"kind": "5xx", "status": 503})
+
+    sandbox.add_listener(listener)
+    authed(client)
+    statuses = [client.get("/v1/contacts").status_code for _ in range(3)]
+    sandbox.remove_listener(listener)
+    client.get("/v1/contacts")
+    assert seen == ["POST /oauth/token"] + ["GET /v1/contacts"] * 3  # not the one after removal
+    assert statuses == [200, 503, 200]
+
+
+def test_repeat_serves_the_previous_answer_of_the_endpoint_again(client: httpx.Client) -> None:
+    authed(client)
+    client.post("/_sandbox/faults", json={"kind": "repeat", "path": "/v1/contacts"})
+    first = client.get("/v1/contacts").json()  # nothing to repeat yet: the fault waits
+    second = client.get("/v1/contacts", params={"after": first["paging"]["next"]["after"]}).json()
+    assert second == first  # the same page and the same cursor again
+    third = client.get("/v1/contacts", params={"after": first["paging"]["next"]["after"]}).json()
+    assert third != first
+    assert client.get("/_sandbox/stats").json()["faults_injected"] == {"repeat": 1}
+
+
+def test_wrong_type_rewrites_one_record_only(client: httpx.Client) -> None:
+    authed(client)
+    client.post("/_sandbox/faults", json={"kind": "wrong_type", "field": "email", "value": 12345})
+    results = client.get("/v1/contacts").json()["results"]
+    assert [r["email"] for r in results] == [12345, "person2@example.com"]
+    assert client.get("/v1/contacts").json()["results"][0]["email"] == "person1@example.com"
+
+
+def test_drop_and_unknown_field_rewrite_every_object(client: httpx.Client) -> None:
+    authed(client)
+    client.post("/_sandbox/faults", json={"kind": "drop_field", "field": "version"})
+    client.post("/_sandbox/faults", json={"kind": "unknown_field", "value": [1, 2]})
+    dropped = client.get("/v1/contacts").json()
+    assert all("version" not in r for r in dropped["results"])
+    drifted = client.get("/v1/contacts").json()
+    assert drifted["x_sandbox_unknown_field"] == [1, 2]
+    assert all(r["x_sandbox_unknown_field"] == [1, 2] and "version" in r for r in drifted["results"])
+
+
+def test_a_rewrite_that_finds_nothing_waits_for_an_answer_it_can_rewrite(client: httpx.Client) -> None:
+    client.post("/_sandbox/faults", json={"kind": "wrong_type", "field": "email", "value": None})
+    authed(client)  # the token answer has no email: not spent on it
+    assert client.get("/v1/contacts/99").status_code == 404  # an error answer is never rewritten
+    assert client.get("/v1/contacts").json()["results"][0]["email"] is None
+    assert client.get("/_sandbox/faults").json() == {"faults": []}
+
+
+@pytest.mark.parametrize("body", [{"kind": "wrong_type"}, {"kind": "drop_field"}, {"kind": "drop_field", "field": 3}])
+def test_rewrite_faults_need_a_field(client: httpx.Client, body: dict[str, object]) -> None:
+    assert client.post("/_sandbox/faults", json=body).status_code == 400
