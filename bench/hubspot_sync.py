@@ -217,7 +217,7 @@ def identical_timestamps(bench: Bench) -> None:
     ids = bench.emulator.touch(CAP_CONTACTS)
     time.sleep(bench.emulator.search_lag.total_seconds() + 0.5)
     figures, result = sync(bench, streams=["contacts"], detect_deleted=False)
-    searches = figures["endpoints"].get("POST /crm/v3/objects/{objectType}/search", 0)
+    searches = figures["endpoints"].get("POST /crm/v3/objects/contacts/search", 0)
     read = result["streams"]["contacts"]["records"]
     # The window also holds the contacts scenario 2 changed: they are still inside the lookback.
     line("completed", f"{result['status']}, {read:,} records read ({len(ids):,} touched + those still in the lookback)")

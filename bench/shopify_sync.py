@@ -16,6 +16,8 @@ full (pages)   ``backfill: pages``: every customer and order by paged queries, i
 incremental    after 1 % of customers and orders changed: requests and points against the full sync.
 deletions      the periodic id reconciliation after 0.1 % of the customers were deleted.
 full (bulk)    ``backfill: bulk`` into another store: one bulk operation per stream.
+full (auto)    the default ``backfill: auto`` into a third store: what the connector decides per stream from the
+               expected paged duration (logged), and how long the first sync takes.
 kill           a child process syncing with ``backfill: bulk`` over real HTTP is SIGKILLed while its bulk
                operation runs; a second run resumes the same operation (no second one is started).
 push           tags for --push people through the real push engine (reconcile, plan, sink); then the same push
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import signal
@@ -120,6 +123,7 @@ def measured_sync(rig: Rig, store: Store, speed: float, **entry: Any) -> dict[st
         "deleted": result.counts.get("records_deleted", 0),
         "requests": stats["requests"],
         "endpoints": stats["endpoints"],
+        "resources": stats.get("resources") or {},
         "throttled": em.throttled,
         "client_throttled": src.client.stats.throttled,
         "requested_points": em.requested_points,
@@ -143,6 +147,30 @@ def show(label: str, figures: Mapping[str, Any], restore: float, capacity: float
         f" ({figures['actual_points'] / budget:.0%} of the budget restore x time + bucket {capacity:.0f})"
     )
     print("  by operation: " + ", ".join(f"{k.removeprefix('graphql ')} {v}" for k, v in figures["endpoints"].items()))
+    if figures.get("resources"):
+        print("  by resource: " + ", ".join(f"{k} {v.get('requests', v)}" for k, v in figures["resources"].items()))
+
+
+class _Decisions(logging.Handler):
+    """Collects the connector's one-line backfill decision per stream while it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+        self._logger = logging.getLogger("connectors.shopify.source")
+        self._level = self._logger.level
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.INFO)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if ": first sync " in record.getMessage():
+            self.lines.append(record.getMessage())
+
+    def finish(self) -> list[str]:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+        self.close()
+        return self.lines
 
 
 # ---------------------------------------------------------------------------------------------- kill and resume
@@ -169,9 +197,10 @@ def kill_scenario(business: Business, args: argparse.Namespace, tmp: Path) -> No
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
         deadline = time.monotonic() + 120
-        while emulator.running("QUERY") is None and time.monotonic() < deadline and child.poll() is None:
+        while not emulator.running("QUERY") and time.monotonic() < deadline and child.poll() is None:
             time.sleep(0.02)
-        job = emulator.running("QUERY")
+        running = emulator.running("QUERY")
+        job = running[0] if running else None
         time.sleep(0.3)  # the child is now polling the operation's status
         state_before = _state(db, "customers")
         child.send_signal(signal.SIGKILL)
@@ -288,6 +317,20 @@ def _push_once(rig: Rig, store: Store, config: ShopifyDestinationConfig, targeti
         print("  by endpoint: " + ", ".join(f"{k.removeprefix('graphql ')} {v}" for k, v in endpoints))
 
 
+def auto_scenario(rig: Rig, tmp: Path, speed: float, restore: float, capacity: float) -> None:
+    """A first sync with the default ``backfill: auto``, with the connector's decision for each stream."""
+    store = open_store(f"sqlite:///{tmp / 'auto.db'}")
+    decisions = _Decisions()
+    try:
+        auto = measured_sync(rig, store, speed)
+    finally:
+        lines = decisions.finish()
+        store.close()
+    show("full sync (auto: bulk or pages from the expected paged duration)", auto, restore, capacity)
+    for line in lines:
+        print(f"  {line}")
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
@@ -301,6 +344,11 @@ def main() -> None:
     parser.add_argument("--bulk-threshold", type=int, default=500, help="customers from which a push goes in bulk")
     parser.add_argument("--kill-bulk-rate", type=float, default=40.0, help="objects/vendor s of the killed bulk")
     parser.add_argument("--skip-kill", action="store_true")
+    parser.add_argument(
+        "--first-sync",
+        action="store_true",
+        help="only the first sync with backfill: auto (e.g. --contacts 5000 --order-scale 1 --speed 1: the sandbox)",
+    )
     parser.add_argument("--child-sync", nargs=2, metavar=("BASE_URL", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_sync:
@@ -320,6 +368,9 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="hub-shopify-bench-") as tmp_name:
         tmp = Path(tmp_name)
+        if args.first_sync:
+            auto_scenario(rig, tmp, args.speed, restore, capacity)
+            return
         store = open_store(f"sqlite:///{tmp / 'pages.db'}")
         full = measured_sync(rig, store, args.speed, backfill="pages")
         show("full sync (pages)", full, restore, capacity)
@@ -346,6 +397,8 @@ def main() -> None:
         bulk = measured_sync(bulk_rig, bulk_store, args.speed, backfill="bulk", bulk_poll_interval=0.05)
         show("full sync (bulk operations)", bulk, restore, capacity)
         bulk_store.close()
+
+        auto_scenario(Rig(ShopifyEmulator(ctx, order_scale=args.order_scale)), tmp, args.speed, restore, capacity)
 
         if not args.skip_kill:
             kill_scenario(business, args, tmp)

@@ -475,19 +475,18 @@ def segment(
 ) -> None:
     """Compute features, scores and segments; show sizes, changes since the last run and quality warnings."""
     from hub.cli_progress import render_segments
-    from hub.push.service import queue_webhooks
-    from segment_rules.configured import load_configured_rules, quality_settings, scoring_settings
-    from segment_rules.engine import evaluate
-    from segment_rules.report import changed_since_last_run
+    from segment_rules.configured import evaluate_configured
 
     loaded = _load(config)
-    rules = load_configured_rules(loaded)
     when = _as_of(as_of)
     with _store(loaded) as store:
-        people = changed_since_last_run(store) if changed else None
-        result = evaluate(store, rules, as_of=when, settings=scoring_settings(loaded),
-                          quality=quality_settings(loaded), person_ids=people)
-        queue_webhooks(store, loaded.model.push)
+        result = evaluate_configured(store, loaded, as_of=when, changed_only=changed)
+    if result is None:
+        if as_json:
+            _print_json({"incremental": True, "people": 0, "segments": []})
+        else:
+            sys.stdout.write("nobody's data changed since the last evaluation: nothing to re-evaluate\n")
+        return
     if as_json:
         _print_json(result.as_dict())
         return
@@ -723,8 +722,7 @@ def _sandbox_demo(directory: Path, contacts: int, seed: int, vendors: list[str])
     from hub.demo import people_by_source_count, prepare_sandbox_demo
     from hub.errors import HubError
     from hub.push.service import PushOptions, push_configured
-    from segment_rules.configured import load_configured_rules, quality_settings, scoring_settings
-    from segment_rules.engine import evaluate
+    from segment_rules.configured import evaluate_configured, load_configured_rules
 
     workspace = prepare_sandbox_demo(directory, contacts=contacts, seed=seed, vendors=vendors)
     failed: list[str] = []
@@ -735,8 +733,8 @@ def _sandbox_demo(directory: Path, contacts: int, seed: int, vendors: list[str])
         with _store(loaded) as store:
             results = sync_with_progress(loaded, store, ctx, list(loaded.model.sources))
             rules = load_configured_rules(loaded)
-            evaluation = evaluate(store, rules, as_of=workspace.as_of, settings=scoring_settings(loaded),
-                                  quality=quality_settings(loaded))
+            evaluation = evaluate_configured(store, loaded, as_of=workspace.as_of, rules=rules)
+            assert evaluation is not None  # a full evaluation always runs
             for name in loaded.model.destinations:
                 try:
                     pushes.append(push_configured(store, loaded, name, ctx, rules, PushOptions()))
@@ -760,8 +758,7 @@ def _sandbox_demo(directory: Path, contacts: int, seed: int, vendors: list[str])
 def _csv_demo(directory: Path, contacts: int, seed: int) -> None:
     from hub.cli_progress import render_demo_next_steps, render_segments, render_summary, sync_with_progress
     from hub.demo import prepare_demo
-    from segment_rules.configured import load_configured_rules, quality_settings, scoring_settings
-    from segment_rules.engine import evaluate
+    from segment_rules.configured import evaluate_configured
 
     workspace = prepare_demo(directory, contacts=contacts, seed=seed)
     loaded = _load(workspace.config)
@@ -769,8 +766,8 @@ def _csv_demo(directory: Path, contacts: int, seed: int) -> None:
     with _store(loaded) as store:
         results = sync_with_progress(loaded, store, _context(loaded), names)
         summary = store.summary()
-        evaluation = evaluate(store, load_configured_rules(loaded), as_of=workspace.as_of,
-                              settings=scoring_settings(loaded), quality=quality_settings(loaded))
+        evaluation = evaluate_configured(store, loaded, as_of=workspace.as_of)
+        assert evaluation is not None  # a full evaluation always runs
     render_summary(summary)
     render_segments(evaluation)
     render_demo_next_steps(workspace.config, summary)

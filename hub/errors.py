@@ -46,11 +46,14 @@ class TransientError(HubError):
     Args:
         message: what failed.
         retry_after: seconds the server asked us to wait, when it said.
+        rate_limited: the server refused for a rate limit (429, a GraphQL THROTTLED): with ``retry_after``
+            it is pacing rather than a failure, and retries do not count it against their attempts.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, rate_limited: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.rate_limited = rate_limited
 
 
 class SkippableRecordError(HubError):

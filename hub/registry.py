@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     import httpx
 
     from hub.config.models import DestinationConfigBase, SourceConfigBase
+    from hub.conformance import ConformanceKit
     from hub.contracts import Sink, Source
     from hub.sandbox.emulator import Emulator, EmulatorContext
 
@@ -66,6 +68,8 @@ class ConnectorSpec:
             "destinations": {...}}``) that point the hub at it, for ``hub sandbox serve --config-out``.
         sandbox_secrets: the secret references those entries use (``env:NAME``), each with the value the
             emulator accepts, so ``hub sandbox serve`` can tell them and ``hub demo`` can write them to files.
+        conformance: gives the connector's :class:`~hub.conformance.ConformanceKit`; with it, the shared
+            conformance suite runs every one of its trials on this connector.
     """
 
     name: str
@@ -77,6 +81,27 @@ class ConnectorSpec:
     emulator: Callable[[EmulatorContext], Emulator] | None = None
     sandbox_entries: Callable[[str], dict[str, dict[str, Any]]] | None = None
     sandbox_secrets: Mapping[str, str] = field(default_factory=dict)
+    conformance: Callable[[], ConformanceKit] | None = None
+
+
+def lazy(target: str) -> Callable[..., Any]:
+    """A callable that imports ``"package.module:name"`` when first called, then calls ``name``.
+
+    Connectors use it for the parts of their spec that need heavy modules (client, streams, sink, emulator),
+    so loading the registry imports nothing but their config models::
+
+        build_source=lazy(f"{__name__}.source:HubSpotSource")
+    """
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"lazy() takes 'package.module:name', not {target!r}")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(import_module(module_name), attr)(*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = attr
+    call.__doc__ = f"Imports {module_name} and calls its {attr}."
+    return call
 
 
 @cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,9 @@ from .scoring import ScoringSettings
 
 if TYPE_CHECKING:
     from hub.config.loader import LoadedConfig
+    from hub.store import Store
+
+    from .engine import EvaluationResult
 
 
 def rules_folder(loaded: LoadedConfig) -> Path:
@@ -41,6 +45,47 @@ def scoring_settings(loaded: LoadedConfig) -> ScoringSettings:
 def quality_settings(loaded: LoadedConfig) -> QualitySettings:
     """Quality thresholds from ``segments.quality``."""
     return QualitySettings(**loaded.model.segments.quality.model_dump())
+
+
+def evaluate_configured(
+    store: Store,
+    loaded: LoadedConfig,
+    *,
+    as_of: datetime | None = None,
+    changed_only: bool = False,
+    rules: RuleSet | None = None,
+) -> EvaluationResult | None:
+    """One evaluation as the config sets it up, for the CLI, the daemon and the demo alike.
+
+    Loads the rule files (unless ``rules`` are given), evaluates everyone, or with ``changed_only`` only the
+    people whose data changed since the last evaluation, with the config's scoring and quality settings, then
+    queues the events of the entries and exits it made for the configured push webhooks.
+
+    Args:
+        store: the open store.
+        loaded: the validated config.
+        as_of: the evaluation time (default: now).
+        changed_only: re-evaluate only the people who changed (everyone when nothing was evaluated yet).
+        rules: an already loaded rule set of this config.
+
+    Returns:
+        The evaluation, or None when ``changed_only`` found nobody changed (nothing was run).
+
+    Raises:
+        ConfigErrors: the rule files have problems (one line each).
+    """
+    from hub.push.service import queue_webhooks
+
+    from .engine import evaluate
+    from .report import changed_since_last_run
+
+    people = changed_since_last_run(store) if changed_only else None
+    if people == []:
+        return None
+    result = evaluate(store, rules or load_configured_rules(loaded), as_of=as_of, settings=scoring_settings(loaded),
+                      quality=quality_settings(loaded), person_ids=people)
+    queue_webhooks(store, loaded.model.push)
+    return result
 
 
 def copy_example_rules(folder: Path, *, overwrite: bool = False) -> list[Path]:

@@ -106,3 +106,19 @@ def test_suggest_segments_writes_rule_files_outside_the_rules_folder(demo: Path)
     again = invoke(["suggest", "segments", "--as-of", AS_OF, "--config", str(demo)])
     assert again.exit_code == 2 and "--overwrite" in again.stderr  # never overwrites silently
     assert "Traceback" not in all_output(again)
+
+
+def test_segment_changed_re_evaluates_only_who_changed_and_says_when_nobody_did(demo: Path) -> None:
+    args = ["segment", "--changed", "--json", "--as-of", AS_OF, "--config", str(demo)]
+    nobody = invoke(args)
+    assert nobody.exit_code == 0, all_output(nobody)
+    assert json.loads(nobody.stdout) == {"incremental": True, "people": 0, "segments": []}
+    assert "nothing to re-evaluate" in invoke(args[:2] + args[3:]).stdout
+    exports = demo.parent / "exports" / "orders.csv"
+    lines = exports.read_text(encoding="utf-8").splitlines()
+    header, first = lines[0].split(","), lines[1].split(",")
+    first[header.index("id")] = "O-new-1"
+    exports.write_text("\n".join([*lines, ",".join(first)]) + "\n", encoding="utf-8")
+    assert invoke(["sync", "--config", str(demo)]).exit_code == 0
+    changed = json.loads(invoke(args).stdout)
+    assert changed["incremental"] is True and changed["segments"]  # one person re-evaluated, sizes reported

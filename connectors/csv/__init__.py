@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hub.registry import ConnectorSpec
+from hub.registry import ConnectorSpec, lazy
 
 from .config import CsvSourceConfig
 
@@ -30,6 +30,7 @@ CONNECTOR = ConnectorSpec(
     summary="Contacts, orders and events from CSV exports, incremental by file content",
     source_config=CsvSourceConfig,
     build_source=build_source,
+    conformance=lazy(f"{__name__}.conformance:kit"),
 )
 
 __all__ = ["CONNECTOR", "CsvSourceConfig", "build_source"]

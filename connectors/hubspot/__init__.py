@@ -1,49 +1,20 @@
 """HubSpot: contacts and deals pulled from the CRM, segment tags pushed back as a property or static lists.
 
 Only the config models are imported here; the registry loads this module to list connectors, and the client,
-streams, sink and emulator are imported when something is built.
+streams, sink, emulator and conformance kit are imported when something is built.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hub.registry import ConnectorSpec
+from hub.registry import ConnectorSpec, lazy
 
 from .config import HubSpotDestinationConfig, HubSpotSourceConfig
-
-if TYPE_CHECKING:
-    from hub.registry import BuildContext
-    from hub.sandbox.emulator import EmulatorContext
-
-    from .emulator import HubSpotEmulator
-    from .sink import HubSpotSink
-    from .source import HubSpotSource
 
 # What `hub sandbox serve --config-out` writes: the emulator accepts this private app token.
 SANDBOX_TOKEN_ENV = "HUBSPOT_SANDBOX_TOKEN"
 SANDBOX_TOKEN = "pat-na1-sandbox-0000"  # the private app token the emulator accepts, with every scope
-
-
-def build_source(config: HubSpotSourceConfig, name: str, ctx: BuildContext) -> HubSpotSource:
-    """Build the HubSpot source ``name`` from its validated entry."""
-    from .source import HubSpotSource
-
-    return HubSpotSource(config, name, ctx)
-
-
-def build_sink(config: HubSpotDestinationConfig, name: str, ctx: BuildContext) -> HubSpotSink:
-    """Build the HubSpot destination ``name`` from its validated entry."""
-    from .sink import HubSpotSink
-
-    return HubSpotSink(config, name, ctx)
-
-
-def build_emulator(ctx: EmulatorContext) -> HubSpotEmulator:
-    """The HubSpot emulator on the sandbox's seeded business."""
-    from .emulator import HubSpotEmulator
-
-    return HubSpotEmulator(ctx)
 
 
 def sandbox_entries(base_url: str) -> dict[str, dict[str, Any]]:
@@ -59,12 +30,13 @@ CONNECTOR = ConnectorSpec(
     name="hubspot",
     summary="HubSpot CRM: contacts and deals (incremental, deletions), segment tags as a property or static lists",
     source_config=HubSpotSourceConfig,
-    build_source=build_source,
+    build_source=lazy(f"{__name__}.source:HubSpotSource"),
     destination_config=HubSpotDestinationConfig,
-    build_sink=build_sink,
-    emulator=build_emulator,
+    build_sink=lazy(f"{__name__}.sink:HubSpotSink"),
+    emulator=lazy(f"{__name__}.emulator:HubSpotEmulator"),
     sandbox_entries=sandbox_entries,
     sandbox_secrets={f"env:{SANDBOX_TOKEN_ENV}": SANDBOX_TOKEN},
+    conformance=lazy(f"{__name__}.conformance:kit"),
 )
 
-__all__ = ["CONNECTOR", "HubSpotDestinationConfig", "HubSpotSourceConfig", "build_sink", "build_source"]
+__all__ = ["CONNECTOR", "HubSpotDestinationConfig", "HubSpotSourceConfig"]

@@ -1,4 +1,4 @@
-"""A stateful in-memory imitation of the HubSpot API parts the connector uses, seeded from the shared business.
+"""A stateful in-memory imitation of the HubSpot API, seeded from the shared business.
 
 What it imitates (see README.md for the list and where the official spec and the live API disagree):
 
@@ -9,18 +9,25 @@ What it imitates (see README.md for the list and where the official spec and the
   search limit (5 per second, outside the burst window), the daily cap; ``X-HubSpot-RateLimit-*`` headers on
   every non-search answer; 429 with HubSpot's body and ``Retry-After``. Windows run on the sandbox clock, so
   ``speed`` compresses them (and the header values with them).
-- CRM objects (contacts, deals): list with ``after`` paging (100 per page), archived listing, search (filters,
-  one sort, 200 per page, ``total``, 400 past 10,000 results, an index that lags ``search_lag_s`` behind
-  writes), batch read by id or email (207 for missing ones), batch update (207 per record, 400 for invalid
-  values), properties (list, read, create, option changes), the deal pipeline, v4 associations, and static
-  lists (create, by name, add-and-remove, memberships, search, memberships per record).
+- CRM objects (contacts, companies, deals; by name or type id ``0-1``/``0-2``/``0-3``): list with ``after``
+  paging (100 per page), ``associations`` and ``propertiesWithHistory``, the archived listing, read by id or
+  unique property, create, update, archive, search (filters, ``query``, one sort, 200 per page, ``total``, 400
+  past 10,000 results, an index that lags ``search_lag_s`` behind writes), batch read, create, update, upsert
+  and archive (207 for missing ones, 400 for invalid values, 409 for a duplicate contact email).
+- Associations v4 (contact-company, contact-deal, deal-company with HubSpot's type ids and the Primary label):
+  per record (paged), batch read, create, default, archive and their batch forms, labels.
+- Properties (list, read, create, option changes) and property groups, the deal pipeline, owners, custom
+  object schemas (none), and static lists (create, by name, add-and-remove, memberships, search, memberships
+  per record).
 - Every property value is a string (or null), every error is HubSpot's ``Error`` object with ``category`` and
   ``correlationId``.
+
+The handlers live in mixins: :mod:`.emulator_objects`, :mod:`.emulator_associations`, :mod:`.emulator_meta`;
+the account's data in :mod:`.emulator_crm`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
@@ -40,30 +47,16 @@ from hub.sandbox.ratelimit import (
     SlidingWindowLimiter,
     WindowDecision,
     WindowLimiter,
-    format_seconds,
     hit_all,
 )
 
 from . import SANDBOX_TOKEN
-from .emulator_crm import (
-    CURSOR_PROPERTY,
-    DEFAULT_PROPERTIES,
-    PORTAL_ID,
-    Account,
-    CrmObject,
-    FilterError,
-    ObjectTable,
-    StaticList,
-    compile_filter,
-    iso,
-    later,
-    property_definition,
-    seed,
-)
-from .emulator_crm import pipelines as default_pipelines
-from .emulator_crm import search as run_search
+from .emulator_associations import AssociationsApi
+from .emulator_crm import PORTAL_ID, CrmObject, ObjectTable, StaticList, iso, object_type_name, seed
+from .emulator_http import JSON, Answer, Reject, as_int, batch, inputs, json_body
+from .emulator_meta import MetaApi
+from .emulator_objects import ObjectsApi
 from .settings import (
-    ASSOCIATIONS_BATCH_LIMIT,
     BATCH_LIMIT,
     BURST_LIMITS,
     BURST_WINDOW_S,
@@ -74,19 +67,12 @@ from .settings import (
     HEADER_MAX,
     HEADER_REMAINING,
     LIST_MEMBERSHIP_PAGE,
-    LIST_PAGE_SIZE,
     LIST_SEARCH_PAGE,
     OAUTH_APP_BURST_LIMIT,
     OAUTH_TOKEN_LIFETIME_S,
     OBJECT_TYPE_IDS,
-    SEARCH_MAX_FILTER_GROUPS,
-    SEARCH_MAX_FILTERS,
-    SEARCH_PAGE_SIZE,
     SEARCH_PER_SECOND,
-    SEARCH_RESULT_CAP,
 )
-
-JSON = dict[str, Any]
 
 SANDBOX_CLIENT_ID = "sandbox-client"
 SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
@@ -95,10 +81,18 @@ ALL_SCOPES = frozenset(
     {
         "crm.objects.contacts.read",
         "crm.objects.contacts.write",
+        "crm.objects.companies.read",
+        "crm.objects.companies.write",
         "crm.objects.deals.read",
+        "crm.objects.deals.write",
+        "crm.objects.owners.read",
         "crm.schemas.contacts.read",
         "crm.schemas.contacts.write",
+        "crm.schemas.companies.read",
+        "crm.schemas.companies.write",
         "crm.schemas.deals.read",
+        "crm.schemas.deals.write",
+        "crm.schemas.custom.read",
         "crm.lists.read",
         "crm.lists.write",
         "oauth",
@@ -107,78 +101,170 @@ ALL_SCOPES = frozenset(
 # Servers commonly refuse longer request lines; HubSpot answers 414.
 MAX_URL_CHARS = 16_384
 LIST_MEMBERSHIP_WRITE_LIMIT = 100_000
-_READ_SCOPE = {"contacts": "crm.objects.contacts.read", "deals": "crm.objects.deals.read"}
-_WRITE_SCOPE = {"contacts": "crm.objects.contacts.write", "deals": "crm.objects.deals.write"}
-_SCHEMA_READ = {"contacts": "crm.schemas.contacts.read", "deals": "crm.schemas.deals.read"}
-_SCHEMA_WRITE = {"contacts": "crm.schemas.contacts.write", "deals": "crm.schemas.deals.write"}
-_TYPE_NAMES = {"0-1": "contacts", "0-3": "deals", "contacts": "contacts", "deals": "deals"}
-
-
-class _Reject(Exception):
-    """An error answer raised from inside a handler."""
-
-    def __init__(self, http_status: int, category: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.http_status = http_status
-        self.category = category
-        self.message = message
-        self.extra = extra
+_TYPES = ("contacts", "companies", "deals")
+_READ_SCOPE = {t: f"crm.objects.{t}.read" for t in _TYPES}
+_WRITE_SCOPE = {t: f"crm.objects.{t}.write" for t in _TYPES}
+_SCHEMA_READ = {t: f"crm.schemas.{t}.read" for t in _TYPES}
+_SCHEMA_WRITE = {t: f"crm.schemas.{t}.write" for t in _TYPES}
+# Path groups that name an object type: endpoint names keep them as sent (concrete resources); every other
+# group (record ids, property and list names) stays a template.
+_TYPE_GROUPS = frozenset({"objectType", "objectTypeId", "fromObjectType", "toObjectType"})
 
 
 @dataclass(frozen=True)
 class _Route:
     method: str
     pattern: re.Pattern[str]
-    name: str
+    path: str
     handler: str
     scope: Callable[[Mapping[str, str]], str | None]
+    resource: str  # a fixed resource name, or "@group": the object type in that path group
     search: bool = False
+
+    @property
+    def name(self) -> str:
+        """The route template, e.g. ``GET /crm/v3/objects/{objectType}/{id}``."""
+        return f"{self.method} {self.path}"
 
 
 def _route(
-    method: str, path: str, handler: str, scope: Callable[[Mapping[str, str]], str | None], *, search: bool = False
+    method: str,
+    path: str,
+    handler: str,
+    scope: Callable[[Mapping[str, str]], str | None],
+    resource: str,
+    *,
+    search: bool = False,
 ) -> _Route:
     regex = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m.group(1)}>[^/]+)", path)
-    return _Route(method, re.compile(f"^{regex}$"), f"{method} {path}", handler, scope, search)
+    return _Route(method, re.compile(f"^{regex}$"), path, handler, scope, resource, search)
 
 
 def _of(table: Mapping[str, str], key: str) -> Callable[[Mapping[str, str]], str | None]:
-    return lambda groups: table.get(_TYPE_NAMES.get(groups.get(key, ""), ""))
+    return lambda groups: table.get(object_type_name(groups.get(key, "")) or "")
 
 
 def _fixed(scope: str | None) -> Callable[[Mapping[str, str]], str | None]:
     return lambda groups: scope
 
 
+_OBJECTS = "/crm/v3/objects/{objectType}"
+_V4_RECORD = "/crm/v4/objects/{objectType}/{id}/associations"
+_V4_PAIR = "/crm/v4/associations/{fromObjectType}/{toObjectType}"
+_READ, _WRITE = _of(_READ_SCOPE, "objectType"), _of(_WRITE_SCOPE, "objectType")
+_FROM_READ, _FROM_WRITE = _of(_READ_SCOPE, "fromObjectType"), _of(_WRITE_SCOPE, "fromObjectType")
+_SCHEMAS = _fixed("crm.schemas.custom.read")
 _ROUTES = (
-    _route("POST", "/oauth/v1/token", "_token", _fixed(None)),
-    _route("GET", "/crm/v3/objects/{objectType}", "_list_objects", _of(_READ_SCOPE, "objectType")),
-    _route("POST", "/crm/v3/objects/{objectType}/search", "_search", _of(_READ_SCOPE, "objectType"), search=True),
-    _route("POST", "/crm/v3/objects/{objectType}/batch/read", "_batch_read", _of(_READ_SCOPE, "objectType")),
-    _route("POST", "/crm/v3/objects/{objectType}/batch/update", "_batch_update", _of(_WRITE_SCOPE, "objectType")),
-    _route("GET", "/crm/v3/properties/{objectType}", "_properties", _of(_SCHEMA_READ, "objectType")),
-    _route("POST", "/crm/v3/properties/{objectType}", "_create_property", _of(_SCHEMA_WRITE, "objectType")),
-    _route("GET", "/crm/v3/properties/{objectType}/{propertyName}", "_get_property", _of(_SCHEMA_READ, "objectType")),
+    _route("POST", "/oauth/v1/token", "_token", _fixed(None), "oauth"),
+    # CRM objects
+    _route("GET", _OBJECTS, "_list_objects", _READ, "@objectType"),
+    _route("POST", _OBJECTS, "_create_object", _WRITE, "@objectType"),
+    _route("POST", f"{_OBJECTS}/search", "_search", _READ, "@objectType", search=True),
+    _route("POST", f"{_OBJECTS}/batch/read", "_batch_read", _READ, "@objectType"),
+    _route("POST", f"{_OBJECTS}/batch/create", "_batch_create", _WRITE, "@objectType"),
+    _route("POST", f"{_OBJECTS}/batch/update", "_batch_update", _WRITE, "@objectType"),
+    _route("POST", f"{_OBJECTS}/batch/upsert", "_batch_upsert", _WRITE, "@objectType"),
+    _route("POST", f"{_OBJECTS}/batch/archive", "_batch_archive", _WRITE, "@objectType"),
+    _route("GET", f"{_OBJECTS}/{{id}}", "_get_object", _READ, "@objectType"),
+    _route("PATCH", f"{_OBJECTS}/{{id}}", "_update_object", _WRITE, "@objectType"),
+    _route("DELETE", f"{_OBJECTS}/{{id}}", "_archive_object", _WRITE, "@objectType"),
+    # properties and groups, pipelines
+    _route("GET", "/crm/v3/properties/{objectType}", "_properties", _of(_SCHEMA_READ, "objectType"), "properties"),
     _route(
-        "PATCH", "/crm/v3/properties/{objectType}/{propertyName}", "_update_property", _of(_SCHEMA_WRITE, "objectType")
+        "POST", "/crm/v3/properties/{objectType}", "_create_property", _of(_SCHEMA_WRITE, "objectType"), "properties"
     ),
-    _route("GET", "/crm/v3/pipelines/{objectType}", "_pipelines", _of(_READ_SCOPE, "objectType")),
+    _route(
+        "GET",
+        "/crm/v3/properties/{objectType}/groups",
+        "_property_groups",
+        _of(_SCHEMA_READ, "objectType"),
+        "properties",
+    ),
+    _route(
+        "GET",
+        "/crm/v3/properties/{objectType}/groups/{groupName}",
+        "_property_group",
+        _of(_SCHEMA_READ, "objectType"),
+        "properties",
+    ),
+    _route(
+        "GET",
+        "/crm/v3/properties/{objectType}/{propertyName}",
+        "_get_property",
+        _of(_SCHEMA_READ, "objectType"),
+        "properties",
+    ),
+    _route(
+        "PATCH",
+        "/crm/v3/properties/{objectType}/{propertyName}",
+        "_update_property",
+        _of(_SCHEMA_WRITE, "objectType"),
+        "properties",
+    ),
+    _route("GET", "/crm/v3/pipelines/{objectType}", "_pipelines", _READ, "pipelines"),
+    # associations v4
+    _route("GET", f"{_V4_RECORD}/{{toObjectType}}", "_object_associations", _READ, "associations"),
+    _route(
+        "PUT",
+        f"{_V4_RECORD}/default/{{toObjectType}}/{{toObjectId}}",
+        "_create_default_association",
+        _WRITE,
+        "associations",
+    ),
+    _route("PUT", f"{_V4_RECORD}/{{toObjectType}}/{{toObjectId}}", "_create_association", _WRITE, "associations"),
+    _route("DELETE", f"{_V4_RECORD}/{{toObjectType}}/{{toObjectId}}", "_archive_association", _WRITE, "associations"),
+    _route("POST", f"{_V4_PAIR}/batch/read", "_associations", _FROM_READ, "associations"),
+    _route("POST", f"{_V4_PAIR}/batch/create", "_batch_create_associations", _FROM_WRITE, "associations"),
+    _route("POST", f"{_V4_PAIR}/batch/archive", "_batch_archive_associations", _FROM_WRITE, "associations"),
+    _route("POST", f"{_V4_PAIR}/batch/associate/default", "_batch_default_associations", _FROM_WRITE, "associations"),
     _route(
         "POST",
-        "/crm/v4/associations/{fromObjectType}/{toObjectType}/batch/read",
-        "_associations",
-        _of(_READ_SCOPE, "fromObjectType"),
+        "/crm/v3/associations/{fromObjectType}/{toObjectType}/batch/read",
+        "_v3_batch_associations",
+        _FROM_READ,
+        "associations",
     ),
-    _route("POST", "/crm/v3/lists", "_create_list", _fixed("crm.lists.write")),
-    _route("POST", "/crm/v3/lists/search", "_search_lists", _fixed("crm.lists.read")),
-    _route("POST", "/crm/v3/lists/records/memberships/batch/read", "_record_memberships", _fixed("crm.lists.read")),
+    # labels: the SDK's path and the one the associations schema spec lists
+    _route("GET", f"{_V4_PAIR}/labels", "_association_labels", _FROM_READ, "associations"),
     _route(
-        "GET", "/crm/v3/lists/object-type-id/{objectTypeId}/name/{listName}", "_list_by_name", _fixed("crm.lists.read")
+        "GET",
+        "/crm/associations/v4/{fromObjectType}/{toObjectType}/labels",
+        "_association_labels",
+        _FROM_READ,
+        "associations",
+    ),
+    # owners, custom object schemas (the documented path and the SDK's)
+    _route("GET", "/crm/v3/owners", "_owners", _fixed("crm.objects.owners.read"), "owners"),
+    _route("GET", "/crm/v3/owners/{ownerId}", "_owner", _fixed("crm.objects.owners.read"), "owners"),
+    _route("GET", "/crm/v3/schemas", "_schemas", _SCHEMAS, "schemas"),
+    _route("GET", "/crm/v3/schemas/{objectType}", "_schema", _SCHEMAS, "schemas"),
+    _route("GET", "/crm-object-schemas/v3/schemas", "_schemas", _SCHEMAS, "schemas"),
+    _route("GET", "/crm-object-schemas/v3/schemas/{objectType}", "_schema", _SCHEMAS, "schemas"),
+    # lists
+    _route("POST", "/crm/v3/lists", "_create_list", _fixed("crm.lists.write"), "lists"),
+    _route("POST", "/crm/v3/lists/search", "_search_lists", _fixed("crm.lists.read"), "lists"),
+    _route(
+        "POST",
+        "/crm/v3/lists/records/memberships/batch/read",
+        "_record_memberships",
+        _fixed("crm.lists.read"),
+        "lists",
     ),
     _route(
-        "PUT", "/crm/v3/lists/{listId}/memberships/add-and-remove", "_update_memberships", _fixed("crm.lists.write")
+        "GET",
+        "/crm/v3/lists/object-type-id/{objectTypeId}/name/{listName}",
+        "_list_by_name",
+        _fixed("crm.lists.read"),
+        "lists",
     ),
-    _route("GET", "/crm/v3/lists/{listId}/memberships", "_memberships", _fixed("crm.lists.read")),
+    _route(
+        "PUT",
+        "/crm/v3/lists/{listId}/memberships/add-and-remove",
+        "_update_memberships",
+        _fixed("crm.lists.write"),
+        "lists",
+    ),
+    _route("GET", "/crm/v3/lists/{listId}/memberships", "_memberships", _fixed("crm.lists.read"), "lists"),
 )
 
 
@@ -189,7 +275,7 @@ class _Grant:
     expires_at: float | None = None  # vendor monotonic seconds
 
 
-class HubSpotEmulator:
+class HubSpotEmulator(ObjectsApi, AssociationsApi, MetaApi):
     """The emulated HubSpot account (see the module docstring).
 
     Args:
@@ -230,7 +316,7 @@ class HubSpotEmulator:
 
     def reset(self) -> None:
         """Back to the seeded account: data, issued tokens, rate-limit counters."""
-        self.account: Account = seed(self.ctx.business)
+        self.account = seed(self.ctx.business)
         self._access: dict[str, _Grant] = {}
         self._rng = self.ctx.rng("hubspot")
         for limiter in (self.burst, self.oauth_burst, self.search_limit, self.daily):
@@ -243,10 +329,12 @@ class HubSpotEmulator:
             grant.expires_at = now
 
     def mutate(self, fraction: float, delete_fraction: float, rng: random.Random) -> dict[str, int]:
-        """Change ``fraction`` and archive ``delete_fraction`` of the live contacts and deals."""
+        """Change ``fraction`` and archive ``delete_fraction`` of the live contacts, deals and companies."""
         now = self.ctx.clock.now()
         counts: dict[str, int] = {}
-        for name, table in (("contacts", self.account.contacts), ("deals", self.account.deals)):
+        tables = self.account.tables()
+        for name in ("contacts", "deals", "companies"):  # this order keeps a seed's draws for the first two
+            table = tables[name]
             live = sorted(o.id for o in table.live())
             changed = rng.sample(live, min(len(live), round(len(live) * fraction)))
             for object_id in changed:
@@ -267,28 +355,12 @@ class HubSpotEmulator:
                 "city": rng.choice(["Berlin", "Wien", "Zürich", "Paris"]),
             }
             self.update(table.object_type, obj.id, changes, now)
-        else:
+        elif table.object_type == "deals":
             amount = Decimal(obj.properties.get("amount") or "0") + 100
             self.update(table.object_type, obj.id, {"amount": str(amount)}, now)
-
-    def update(
-        self, object_type: str, object_id: int, properties: Mapping[str, str | None], now: datetime | None = None
-    ) -> CrmObject:
-        """Set properties the way a HubSpot user or workflow would (the last-modified time moves on)."""
-        table = self._table(object_type)
-        obj = table.rows[object_id]
-        at = later(obj.updated_at, now or self.ctx.clock.now())
-        obj.properties.update({k: (v if v != "" else None) for k, v in properties.items()})
-        obj.updated_at = at
-        obj.properties[CURSOR_PROPERTY[table.object_type]] = iso(at)
-        obj.indexed_at = at + self.search_lag
-        return obj
-
-    def archive(self, object_type: str, object_id: int, now: datetime | None = None) -> None:
-        """Delete (archive) a record, as the UI's delete does."""
-        obj = self._table(object_type).rows[object_id]
-        at = later(obj.updated_at, now or self.ctx.clock.now())
-        obj.archived_at = obj.updated_at = at
+        else:
+            staff = int(obj.properties.get("numberofemployees") or "0") + 1
+            self.update(table.object_type, obj.id, {"numberofemployees": str(staff)}, now)
 
     def touch(self, count: int, at: datetime | None = None) -> list[int]:
         """Stamp ``count`` contacts with one identical last-modified time (a bulk import or workflow run)."""
@@ -302,18 +374,22 @@ class HubSpotEmulator:
         return ids
 
     def keep_contacts(self, count: int) -> None:
-        """Shrink the account to its ``count`` lowest contact ids and their deals (a benchmark sizes it exactly).
+        """Shrink the account to its ``count`` lowest contact ids, their deals and their companies (a benchmark
+        sizes it exactly).
 
         ``reset`` brings the seeded account back.
         """
-        contacts = self.account.contacts
-        kept = set(contacts.first_ids(count))
-        contacts.drop([i for i in contacts.rows if i not in kept])
-        links = self.account.deal_contacts
-        orphans = [d for d, linked in links.items() if not set(linked) & kept]
-        for deal_id in orphans:
-            del links[deal_id]
-        self.account.deals.drop(orphans)
+        account = self.account
+        kept = set(account.contacts.first_ids(count))
+        links = account.associations
+        dropped = [i for i in account.contacts.rows if i not in kept]
+        account.contacts.drop(dropped)
+        links.drop("contacts", dropped)
+        for name in ("deals", "companies"):
+            table = account.tables()[name]
+            orphans = [i for i in table.rows if not links.targets(name, i, "contacts")]
+            table.drop(orphans)
+            links.drop(name, orphans)
 
     def add_list(self, name: str, processing_type: str = "MANUAL") -> StaticList:
         """Create a contact list directly (a list someone made in the UI)."""
@@ -323,9 +399,34 @@ class HubSpotEmulator:
         return created
 
     def endpoint_name(self, request: httpx.Request) -> str | None:
-        """The route template a request is counted under in the sandbox stats."""
+        """The name a request is counted under in the sandbox stats: the route with the object types as sent.
+
+        ``GET /crm/v3/objects/contacts`` and ``GET /crm/v3/objects/deals`` are apart; record ids, property and
+        list names stay templates (``GET /crm/v3/objects/contacts/{id}``).
+        """
+        route, groups = self._match(request)
+        if route is None:
+            return None
+        path = re.sub(
+            r"\{(\w+)\}", lambda m: groups[m.group(1)] if m.group(1) in _TYPE_GROUPS else m.group(0), route.path
+        )
+        return f"{route.method} {path}"
+
+    def route_name(self, request: httpx.Request) -> str | None:
+        """The route template a request matches (``GET /crm/v3/objects/{objectType}``), None for no route."""
         route, _ = self._match(request)
         return route.name if route else None
+
+    def resource_name(self, request: httpx.Request) -> str | None:
+        """The resource a request is about: the object type (``contacts``, also for ``0-1``), else the API
+        family (``associations``, ``properties``, ``lists``, ``owners``, ``oauth``, ...)."""
+        route, groups = self._match(request)
+        if route is None:
+            return None
+        if not route.resource.startswith("@"):
+            return route.resource
+        sent = groups[route.resource[1:]]
+        return object_type_name(sent) or sent.lower()
 
     def error_response(self, request: httpx.Request, status: int, message: str) -> httpx.Response:
         """HubSpot's error body for an injected fault."""
@@ -364,10 +465,10 @@ class HubSpotEmulator:
                     return route, {k: unquote(v) for k, v in found.groupdict().items()}
         return None, {}
 
-    def _answer(self, handler: Callable[[], tuple[int, Any]]) -> httpx.Response:
+    def _answer(self, handler: Callable[[], Answer]) -> httpx.Response:
         try:
             status, body = handler()
-        except _Reject as exc:
+        except Reject as exc:
             return self._error(exc.http_status, exc.category, exc.message, **exc.extra)
         return httpx.Response(status, json=body)
 
@@ -451,7 +552,11 @@ class HubSpotEmulator:
         response = httpx.Response(429, json=body)
         if decisions:
             wait = max(d.retry_after for d in decisions if not d.allowed)
-            response.headers["Retry-After"] = format_seconds(wait if not math.isinf(wait) else 86_400.0)
+            # Whole seconds, rounded up: HubSpot sends delay-seconds (RFC 9110: an integer), and strict clients
+            # (urllib3's Retry, which the official SDK uses) refuse a fraction. At compressed speeds a client
+            # waits up to a second longer than the window needs, never less.
+            real = 86_400.0 if math.isinf(wait) else wait
+            response.headers["Retry-After"] = str(max(0, math.ceil(real - 1e-9)))
         return response
 
     def _error(self, http_status: int, category: str, message: str, **extra: Any) -> httpx.Response:
@@ -464,203 +569,32 @@ class HubSpotEmulator:
 
     # ------------------------------------------------------------------ OAuth
 
-    def _token(self, request: httpx.Request) -> tuple[int, Any]:
+    def _token(self, request: httpx.Request) -> Answer:
         fields = dict(parse_qsl(request.content.decode("utf-8", "replace"), keep_blank_values=True))
         fields.update({k: v for k, v in request.url.params.items() if k not in fields})
         if fields.get("grant_type") != "refresh_token":
-            raise _Reject(400, "BAD_GRANT_TYPE", "The emulator supports the refresh_token grant only.")
+            raise Reject(400, "BAD_GRANT_TYPE", "The emulator supports the refresh_token grant only.")
         if self.oauth_clients.get(fields.get("client_id", "")) != fields.get("client_secret"):
-            raise _Reject(400, "BAD_CLIENT_ID", "missing or invalid client id or secret", status="BAD_CLIENT_ID")
+            raise Reject(400, "BAD_CLIENT_ID", "missing or invalid client id or secret", status="BAD_CLIENT_ID")
         scopes = self.refresh_tokens.get(fields.get("refresh_token", ""))
         if scopes is None:
-            raise _Reject(400, "BAD_REFRESH_TOKEN", "missing or unknown refresh token", status="BAD_REFRESH_TOKEN")
+            raise Reject(400, "BAD_REFRESH_TOKEN", "missing or unknown refresh token", status="BAD_REFRESH_TOKEN")
         token = f"oat-na1-{self._rng.getrandbits(64):016x}"
+        # A token lives its 30 minutes of wall-clock time: the sandbox speed compresses rate-limit windows, not
+        # token lifetimes (a 90-second token at speed 20 would be inside every client's refresh margin).
+        # The sandbox's token_expiry fault ends tokens early where a trial needs it.
         lifetime = OAUTH_TOKEN_LIFETIME_S
-        self._access[token] = _Grant(scopes, oauth=True, expires_at=self.ctx.clock.monotonic() + lifetime)
+        expires_at = self.ctx.clock.monotonic() + lifetime * self.ctx.clock.speed
+        self._access[token] = _Grant(scopes, oauth=True, expires_at=expires_at)
         return 200, {
             "access_token": token,
             "refresh_token": fields["refresh_token"],
-            "expires_in": max(1, math.ceil(self.ctx.clock.real(lifetime))),
+            "expires_in": lifetime,
             "token_type": "bearer",
             "token_use": "access_token",
             "hub_id": PORTAL_ID,
             "scopes": sorted(scopes),
         }
-
-    # ------------------------------------------------------------------ objects
-
-    def _table(self, object_type: str) -> ObjectTable:
-        table = self.account.table(object_type)
-        if table is None:
-            raise _Reject(400, "VALIDATION_ERROR", f"Unable to infer object type from: {object_type}")
-        return table
-
-    def _list_objects(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        table = self._table(groups["objectType"])
-        params = request.url.params
-        limit = min(_int(params.get("limit"), 10), LIST_PAGE_SIZE)
-        after = _int(params.get("after"), 0)
-        archived = params.get("archived", "false").lower() == "true"
-        names = _requested(params.get_list("properties")) or list(DEFAULT_PROPERTIES[table.object_type])
-        page: list[CrmObject] = []
-        more = False
-        for object_id in table.ids_from(after):
-            obj = table.rows[object_id]
-            if obj.archived != archived:
-                continue
-            if len(page) == limit:
-                more = True
-                break
-            page.append(obj)
-        body: JSON = {"results": [o.payload(names, table.definitions) for o in page]}
-        if more:
-            cursor = str(page[-1].id + 1)
-            body["paging"] = {"next": {"after": cursor, "link": str(request.url.copy_set_param("after", cursor))}}
-        return 200, body
-
-    def _search(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        table = self._table(groups["objectType"])
-        body = _body(request)
-        limit = _int(body.get("limit"), 10)
-        after = _int(body.get("after"), 0)
-        if not 0 < limit <= SEARCH_PAGE_SIZE:
-            raise _Reject(400, "VALIDATION_ERROR", f"limit must be between 1 and {SEARCH_PAGE_SIZE}")
-        if after >= SEARCH_RESULT_CAP:
-            raise _Reject(
-                400, "VALIDATION_ERROR", f"Search results are limited to {SEARCH_RESULT_CAP} records; narrow the query"
-            )
-        filter_groups = body.get("filterGroups") or []
-        if len(filter_groups) > SEARCH_MAX_FILTER_GROUPS:
-            raise _Reject(400, "VALIDATION_ERROR", f"at most {SEARCH_MAX_FILTER_GROUPS} filterGroups are allowed")
-        if sum(len(g.get("filters") or []) for g in filter_groups) > SEARCH_MAX_FILTERS:
-            raise _Reject(400, "VALIDATION_ERROR", f"at most {SEARCH_MAX_FILTERS} filters are allowed")
-        try:
-            matchers = [[compile_filter(table, f) for f in g.get("filters") or []] for g in filter_groups]
-        except FilterError as exc:
-            raise _Reject(400, "VALIDATION_ERROR", str(exc)) from None
-        found = run_search(table, matchers, _sort(body.get("sorts")), self.ctx.clock.now())
-        names = _requested(body.get("properties") or []) or list(DEFAULT_PROPERTIES[table.object_type])
-        page = found[after : min(after + limit, SEARCH_RESULT_CAP)]
-        out: JSON = {"total": len(found), "results": [o.payload(names, table.definitions) for o in page]}
-        if after + limit < len(found):
-            cursor = str(after + limit)
-            out["paging"] = {"next": {"after": cursor, "link": f"?after={cursor}"}}
-        return 200, out
-
-    def _batch_read(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        table = self._table(groups["objectType"])
-        body = _body(request)
-        inputs = _inputs(body, BATCH_LIMIT)
-        archived = request.url.params.get("archived", "false").lower() == "true"
-        id_property = body.get("idProperty")
-        names = _requested(body.get("properties") or []) or list(DEFAULT_PROPERTIES[table.object_type])
-        index = _unique_index(table, id_property) if id_property else None
-        started = self.ctx.clock.now()
-        results, missing = [], []
-        for item in inputs:
-            key = str(item.get("id", ""))
-            obj = index.get(key.strip().lower()) if index is not None else table.rows.get(_int(key, -1))
-            if obj is None or obj.archived != archived:
-                missing.append(key)
-                continue
-            results.append(obj.payload(names, table.definitions))
-        errors = [_not_found(table.object_type, missing)] if missing else []
-        return _batch(results, errors, started, self.ctx.clock.now())
-
-    def _batch_update(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        table = self._table(groups["objectType"])
-        inputs = _inputs(_body(request), BATCH_LIMIT)
-        started = now = self.ctx.clock.now()
-        invalid = [problem for item in inputs for problem in _invalid_values(table, item.get("properties"))]
-        if invalid:
-            raise _Reject(400, "VALIDATION_ERROR", "Property values were not valid: " + json.dumps(invalid))
-        results, missing, traces = [], [], []
-        for item in inputs:
-            obj = table.rows.get(_int(item.get("id"), -1))
-            if obj is None or obj.archived:
-                missing.append(str(item.get("id")))
-                if item.get("objectWriteTraceId"):
-                    traces.append(str(item["objectWriteTraceId"]))
-                continue
-            props = {str(k): (None if v is None else str(v)) for k, v in (item.get("properties") or {}).items()}
-            updated = self.update(table.object_type, obj.id, props, now)
-            names = [*props, CURSOR_PROPERTY[table.object_type]]
-            results.append(updated.payload(names, table.definitions))
-        errors = [_not_found(table.object_type, missing, traces)] if missing else []
-        return _batch(results, errors, started, self.ctx.clock.now())
-
-    # ------------------------------------------------------------------ properties, pipelines, associations
-
-    def _properties(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        table = self._table(groups["objectType"])
-        return 200, {"results": list(table.definitions.values())}
-
-    def _get_property(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        table = self._table(groups["objectType"])
-        found = table.definitions.get(groups["propertyName"])
-        if found is None:
-            raise _Reject(404, "OBJECT_NOT_FOUND", f"Unable to find property {groups['propertyName']!r}")
-        return 200, found
-
-    def _create_property(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        table = self._table(groups["objectType"])
-        body = _body(request)
-        missing = [k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)]
-        if missing:
-            raise _Reject(400, "VALIDATION_ERROR", f"missing required field(s): {', '.join(missing)}")
-        name = str(body["name"])
-        if name in table.definitions:
-            raise _Reject(409, "OBJECT_ALREADY_EXISTS", f"A property named {name!r} already exists.")
-        created = property_definition(name, str(body["label"]), str(body["type"]), str(body["fieldType"]), False)
-        created.update(groupName=str(body["groupName"]), description=str(body.get("description") or ""))
-        created["options"] = _options(body.get("options"))
-        table.definitions[name] = created
-        return 201, created
-
-    def _update_property(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        table = self._table(groups["objectType"])
-        found = table.definitions.get(groups["propertyName"])
-        if found is None:
-            raise _Reject(404, "OBJECT_NOT_FOUND", f"Unable to find property {groups['propertyName']!r}")
-        body = _body(request)
-        if "options" in body:
-            found["options"] = _options(body["options"])  # the list is replaced, not merged
-        for key in ("label", "description", "groupName", "hidden", "displayOrder"):
-            if key in body:
-                found[key] = body[key]
-        found["updatedAt"] = iso(self.ctx.clock.now())
-        return 200, found
-
-    def _pipelines(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        table = self._table(groups["objectType"])
-        return 200, {"results": default_pipelines() if table.object_type == "deals" else []}
-
-    def _associations(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        source = self._table(groups["fromObjectType"]).object_type
-        target = self._table(groups["toObjectType"]).object_type
-        inputs = _inputs(_body(request), ASSOCIATIONS_BATCH_LIMIT)
-        started = self.ctx.clock.now()
-        links = self.account.deal_contacts if source == "deals" else self.account.contact_deals()
-        if source == target:
-            links = {}
-        type_id = 3 if source == "deals" else 4
-        results, missing = [], []
-        for item in inputs:
-            key = str(item.get("id", ""))
-            targets = links.get(_int(key, -1), [])
-            if not targets:
-                missing.append(key)
-                continue
-            to = [
-                {"toObjectId": str(t), "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": type_id}]}
-                for t in targets
-            ]
-            results.append({"from": {"id": key}, "to": to})
-        errors = [
-            _standard_error("OBJECT_NOT_FOUND", f"No {target} is associated with {source[:-1]} {key}.", {"ids": [key]})
-            for key in missing
-        ]
-        return _batch(results, errors, started, self.ctx.clock.now())
 
     # ------------------------------------------------------------------ lists
 
@@ -668,55 +602,55 @@ class HubSpotEmulator:
         wanted = name.strip().lower()
         return next((x for x in self.account.lists.values() if x.name.lower() == wanted), None)
 
-    def _create_list(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        body = _body(request)
+    def _create_list(self, request: httpx.Request, groups: Mapping[str, str]) -> Answer:
+        body = json_body(request)
         missing = [k for k in ("name", "objectTypeId", "processingType") if not body.get(k)]
         if missing:
-            raise _Reject(400, "VALIDATION_ERROR", f"missing required field(s): {', '.join(missing)}")
+            raise Reject(400, "VALIDATION_ERROR", f"missing required field(s): {', '.join(missing)}")
         if self._list_named(str(body["name"])) is not None:
-            raise _Reject(
+            raise Reject(
                 400, "VALIDATION_ERROR", "A list with this name already exists.", subCategory="ILS.DUPLICATE_LIST_NAMES"
             )
         processing = str(body["processingType"]).upper()
         if processing not in ("MANUAL", "SNAPSHOT", "DYNAMIC"):
-            raise _Reject(400, "VALIDATION_ERROR", f"unknown processingType {processing!r}")
+            raise Reject(400, "VALIDATION_ERROR", f"unknown processingType {processing!r}")
         created = self.add_list(str(body["name"]), processing)
         created.object_type_id = str(body["objectTypeId"])
         return 200, {"list": created.payload()}
 
-    def _list_by_name(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
+    def _list_by_name(self, request: httpx.Request, groups: Mapping[str, str]) -> Answer:
         found = self._list_named(groups["listName"])
         if found is None or found.object_type_id != groups["objectTypeId"]:
-            raise _Reject(404, "OBJECT_NOT_FOUND", f"List {groups['listName']!r} does not exist.")
+            raise Reject(404, "OBJECT_NOT_FOUND", f"List {groups['listName']!r} does not exist.")
         return 200, {"list": found.payload()}
 
     def _static_list(self, list_id: str) -> StaticList:
-        found = self.account.lists.get(_int(list_id, -1))
+        found = self.account.lists.get(as_int(list_id, -1))
         if found is None:
-            raise _Reject(404, "OBJECT_NOT_FOUND", f"List {list_id} does not exist.")
+            raise Reject(404, "OBJECT_NOT_FOUND", f"List {list_id} does not exist.")
         return found
 
-    def _update_memberships(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
+    def _update_memberships(self, request: httpx.Request, groups: Mapping[str, str]) -> Answer:
         target = self._static_list(groups["listId"])
         if target.processing_type not in ("MANUAL", "SNAPSHOT"):
-            raise _Reject(400, "VALIDATION_ERROR", f"List {target.id} is a {target.processing_type} list.")
-        body = _body(request)
+            raise Reject(400, "VALIDATION_ERROR", f"List {target.id} is a {target.processing_type} list.")
+        body = json_body(request)
         add = [str(x) for x in body.get("recordIdsToAdd") or []]
         remove = [str(x) for x in body.get("recordIdsToRemove") or []]
         if len(add) + len(remove) > LIST_MEMBERSHIP_WRITE_LIMIT:
-            raise _Reject(400, "VALIDATION_ERROR", f"at most {LIST_MEMBERSHIP_WRITE_LIMIT} records per request")
+            raise Reject(400, "VALIDATION_ERROR", f"at most {LIST_MEMBERSHIP_WRITE_LIMIT} records per request")
         contacts = self.account.contacts.rows
-        now = self.ctx.clock.now()
+        now = self._now()
         added, removed, missing = [], [], []
         for record in add:
-            obj = contacts.get(_int(record, -1))
+            obj = contacts.get(as_int(record, -1))
             if obj is None or obj.archived:
                 missing.append(record)
             elif obj.id not in target.members:
                 target.members[obj.id] = now
                 added.append(record)
         for record in remove:
-            obj = contacts.get(_int(record, -1))
+            obj = contacts.get(as_int(record, -1))
             if obj is None or obj.archived:
                 missing.append(record)
             elif target.members.pop(obj.id, None) is not None:
@@ -726,11 +660,11 @@ class HubSpotEmulator:
         # "recordsIdsAdded" is HubSpot's own spelling.
         return 200, {"recordsIdsAdded": added, "recordIdsRemoved": removed, "recordIdsMissing": missing}
 
-    def _memberships(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
+    def _memberships(self, request: httpx.Request, groups: Mapping[str, str]) -> Answer:
         target = self._static_list(groups["listId"])
         params = request.url.params
-        limit = min(_int(params.get("limit"), 100), LIST_MEMBERSHIP_PAGE)
-        after = _int(params.get("after"), 0)
+        limit = min(as_int(params.get("limit"), 100), LIST_MEMBERSHIP_PAGE)
+        after = as_int(params.get("after"), 0)
         live = self.account.contacts.rows
         members = sorted(m for m in target.members if m > after and not live[m].archived)
         page = members[:limit]
@@ -743,12 +677,12 @@ class HubSpotEmulator:
             body["paging"] = {"next": {"after": str(page[-1]), "link": link}}
         return 200, body
 
-    def _search_lists(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        body = _body(request)
+    def _search_lists(self, request: httpx.Request, groups: Mapping[str, str]) -> Answer:
+        body = json_body(request)
         query = str(body.get("query") or "").lower()
         types = {str(t).upper() for t in body.get("processingTypes") or []}
-        offset = _int(body.get("offset"), 0)
-        count = min(_int(body.get("count"), 20), LIST_SEARCH_PAGE)
+        offset = as_int(body.get("offset"), 0)
+        count = min(as_int(body.get("count"), 20), LIST_SEARCH_PAGE)
         found = [
             x
             for x in sorted(self.account.lists.values(), key=lambda x: x.id)
@@ -763,12 +697,12 @@ class HubSpotEmulator:
             "total": len(found),
         }
 
-    def _record_memberships(self, request: httpx.Request, groups: Mapping[str, str]) -> tuple[int, Any]:
-        inputs = _inputs(_body(request), BATCH_LIMIT)
-        started = self.ctx.clock.now()
+    def _record_memberships(self, request: httpx.Request, groups: Mapping[str, str]) -> Answer:
+        items = inputs(json_body(request), BATCH_LIMIT)
+        started = self._now()
         results = []
-        for item in inputs:
-            record = _int(item.get("recordId"), -1)
+        for item in items:
+            record = as_int(item.get("recordId"), -1)
             member_of = [
                 {
                     "listId": str(x.id),
@@ -782,139 +716,4 @@ class HubSpotEmulator:
             ]
             type_id = str(item.get("objectTypeId") or OBJECT_TYPE_IDS["contacts"])
             results.append({"objectTypeId": type_id, "recordId": str(record), "recordListMemberships": member_of})
-        return _batch(results, [], started, self.ctx.clock.now())
-
-
-# ---------------------------------------------------------------------- request parsing
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(str(value))
-    except (TypeError, ValueError):
-        return default
-
-
-def _body(request: httpx.Request) -> JSON:
-    try:
-        data = json.loads(request.content or b"null")
-    except ValueError:
-        raise _Reject(400, "VALIDATION_ERROR", "Invalid input JSON on line 1") from None
-    if not isinstance(data, dict):
-        raise _Reject(400, "VALIDATION_ERROR", "The request body must be a JSON object")
-    return data
-
-
-def _inputs(body: Mapping[str, Any], limit: int) -> list[JSON]:
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list):
-        raise _Reject(400, "VALIDATION_ERROR", "inputs is required")
-    if len(inputs) > limit:
-        raise _Reject(400, "VALIDATION_ERROR", f"Batch input limit is {limit}, got {len(inputs)}")
-    return [i for i in inputs if isinstance(i, dict)]
-
-
-def _requested(values: Iterable[str]) -> list[str]:
-    """Property names from repeated and comma-separated values, in order."""
-    names = (n.strip() for v in values for n in str(v).split(","))
-    return list(dict.fromkeys(n for n in names if n))
-
-
-def _sort(sorts: Any) -> tuple[str, bool] | None:
-    if not isinstance(sorts, list) or not sorts:
-        return None
-    first = sorts[0]
-    if isinstance(first, str):  # the string form the spec declares: "name" or "-name"
-        return first.lstrip("-"), first.startswith("-")
-    if isinstance(first, Mapping) and first.get("propertyName"):
-        return str(first["propertyName"]), str(first.get("direction", "ASCENDING")).upper() == "DESCENDING"
-    return None
-
-
-def _unique_index(table: ObjectTable, id_property: str) -> dict[str, CrmObject]:
-    if id_property == "hs_object_id":
-        return {str(i): o for i, o in table.rows.items()}
-    if not table.definitions.get(id_property, {}).get("hasUniqueValue"):
-        raise _Reject(400, "VALIDATION_ERROR", f"{id_property} is not a unique identifier property")
-    index: dict[str, CrmObject] = {}
-    for obj in sorted(table.rows.values(), key=lambda o: o.archived):
-        value = (obj.properties.get(id_property) or "").strip().lower()
-        if value:
-            index.setdefault(value, obj)
-    return index
-
-
-def _invalid_values(table: ObjectTable, properties: Any) -> list[JSON]:
-    problems: list[JSON] = []
-    for name, value in (properties or {}).items():
-        definition = table.definitions.get(name)
-        if definition is None:
-            problems.append(
-                {
-                    "isValid": False,
-                    "message": f'Property "{name}" does not exist',
-                    "error": "PROPERTY_DOESNT_EXIST",
-                    "name": name,
-                }
-            )
-            continue
-        if definition.get("type") != "enumeration" or value in (None, ""):
-            continue
-        allowed = {str(o.get("value")) for o in definition.get("options") or ()}
-        values = str(value).split(";") if definition.get("fieldType") == "checkbox" else [str(value)]
-        for bad in (v for v in values if v not in allowed):
-            problems.append(
-                {
-                    "isValid": False,
-                    "message": f"{bad} was not one of the allowed options",
-                    "error": "INVALID_OPTION",
-                    "name": name,
-                }
-            )
-    return problems
-
-
-def _options(raw: Any) -> list[JSON]:
-    out: list[JSON] = []
-    for i, option in enumerate(raw or []):
-        if not isinstance(option, Mapping) or not option.get("value") or not option.get("label"):
-            raise _Reject(400, "VALIDATION_ERROR", "every option needs a label and a value")
-        out.append(
-            {
-                "label": str(option["label"]),
-                "value": str(option["value"]),
-                "hidden": bool(option.get("hidden", False)),
-                "displayOrder": int(option.get("displayOrder", i)),
-                **({"description": str(option["description"])} if option.get("description") else {}),
-            }
-        )
-    return out
-
-
-def _standard_error(category: str, message: str, context: Mapping[str, list[str]]) -> JSON:
-    return {
-        "status": "error",
-        "category": category,
-        "message": message,
-        "context": dict(context),
-        "errors": [],
-        "links": {},
-    }
-
-
-def _not_found(object_type: str, ids: list[str], traces: list[str] | None = None) -> JSON:
-    kind = object_type.upper().rstrip("S")
-    context: dict[str, list[str]] = {"ids": ids}
-    if traces:
-        context["objectWriteTraceId"] = traces
-    message = f"Could not get some {kind} objects, they may be deleted or not exist. Check that ids are valid."
-    return _standard_error("OBJECT_NOT_FOUND", message, context)
-
-
-def _batch(results: list[JSON], errors: list[JSON], started: datetime, done: datetime) -> tuple[int, Any]:
-    body: JSON = {"status": "COMPLETE", "results": results, "startedAt": iso(started), "completedAt": iso(done)}
-    if errors:
-        body["errors"] = errors
-        body["numErrors"] = len(errors)
-        return 207, body
-    return 200, body
+        return batch(results, [], started, self._now())

@@ -15,8 +15,9 @@ CRM_VERSION = "v3"
 ASSOCIATIONS_VERSION = "v4"
 
 CONTACTS = "contacts"
+COMPANIES = "companies"
 DEALS = "deals"
-OBJECT_TYPE_IDS = {CONTACTS: "0-1", DEALS: "0-3"}
+OBJECT_TYPE_IDS = {CONTACTS: "0-1", COMPANIES: "0-2", DEALS: "0-3"}
 
 # Paging and batch sizes (the documented maxima).
 LIST_PAGE_SIZE = 100  # GET /crm/v3/objects/{type}: at most 100 per page
@@ -26,6 +27,9 @@ SEARCH_MAX_FILTER_GROUPS = 6
 SEARCH_MAX_FILTERS = 18
 BATCH_LIMIT = 100  # batch/read, batch/update, batch/upsert: 100 inputs per call
 ASSOCIATIONS_BATCH_LIMIT = 1_000  # v4 associations batch/read
+ASSOCIATIONS_PAGE_SIZE = 500  # GET /crm/v4/objects/{type}/{id}/associations/{toType}: at most 500 per page
+HISTORY_PAGE_SIZE = 50  # a list page that asks for propertiesWithHistory holds at most 50 records
+OWNERS_PAGE_SIZE = 500  # GET /crm/v3/owners: at most 500 per page (default 100)
 LIST_MEMBERSHIP_BATCH = 100  # ids per add-and-remove call, the same 100 as every CRM batch endpoint
 LIST_MEMBERSHIP_PAGE = 250  # GET /crm/v3/lists/{id}/memberships: at most 250
 LIST_SEARCH_PAGE = 500  # POST /crm/v3/lists/search: count at most 500

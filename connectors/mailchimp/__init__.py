@@ -1,14 +1,14 @@
 """Mailchimp: audience members and email engagement in, segment tags (static segments) out.
 
 Only the config models are imported here: the registry loads this module to list connectors, and the client,
-streams, sink and emulator load when an entry is built.
+streams, sink, emulator and conformance kit load when an entry is built.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hub.registry import ConnectorSpec
+from hub.registry import ConnectorSpec, lazy
 
 from .config import MailchimpDestinationConfig, MailchimpSourceConfig
 
@@ -83,6 +83,7 @@ CONNECTOR = ConnectorSpec(
     emulator=build_emulator,
     sandbox_entries=sandbox_entries,
     sandbox_secrets={f"env:{SANDBOX_KEY_ENV}": SANDBOX_API_KEY},
+    conformance=lazy(f"{__name__}.conformance:kit"),
 )
 
 __all__ = ["CONNECTOR", "MailchimpDestinationConfig", "MailchimpSourceConfig", "build_sink", "build_source"]

@@ -90,7 +90,7 @@ class Member:
     region: str
     country: str
     timestamp_signup: int | None
-    timestamp_opt: int
+    timestamp_opt: int | None
     last_changed: int
     member_rating: int
     avg_open_rate: float
@@ -99,17 +99,34 @@ class Member:
     language: str
     vip: bool = False
     unsubscribe_reason: str | None = None
+    email_type: str = "html"
+    ip_signup: str = ""
+    ip_opt: str = ""
+    birthday: str = ""
+    street: dict[str, str] = field(default_factory=dict)  # ADDRESS addr1, addr2, zip (city etc. are above)
+    latitude: float = 0.0
+    longitude: float = 0.0
+    archived_from: str | None = None  # the status before archiving: an archived leaver stays a leaver
 
 
 @dataclass
 class Segment:
-    """A static segment; Mailchimp's tags are exactly these."""
+    """A static segment; Mailchimp's tags are exactly these.
+
+    ``members`` holds subscriber hashes; ``added`` when each was tagged (the member tags' ``date_added``; a
+    member put in ``members`` directly counts as tagged when the segment was created).
+    """
 
     id: int
     name: str
     created_at: int
     updated_at: int
     members: set[str] = field(default_factory=set)
+    added: dict[str, int] = field(default_factory=dict)
+
+    def added_at(self, member_id: str) -> int:
+        """When the member got this tag."""
+        return self.added.get(member_id, self.created_at)
 
 
 @dataclass
@@ -133,6 +150,10 @@ class Report:
     events: dict[str, list[tuple[int, str, str | None]]]  # hash -> [(epoch, action, url or bounce type)]
     active: list[str]  # recipients with any event, in send order
     unsubscribes: list[tuple[str, int, str]]  # (hash, epoch, reason), by time
+    sent_to: set[str] = field(default_factory=set)  # the recipients, for membership tests
+
+    def __post_init__(self) -> None:
+        self.sent_to.update(self.recipients)
 
 
 class AudienceData:
@@ -157,8 +178,10 @@ class AudienceData:
         self._index: dict[bool, list[tuple[int, int, str]]] = {}
         self._index_version = -1
         self._next_segment = 2001
+        self.forgotten: set[str] = set()  # hashes of permanently deleted members: never re-imported
         self.high_water = 0
         self._build()
+        self._next_order = max((m.order for m in self.members.values()), default=0) + 1
 
     # ------------------------------------------------------------------ building
 
@@ -201,6 +224,7 @@ class AudienceData:
         if archived:
             as_of = int(self.business.as_of.timestamp())
             status, changed = "archived", min(changed + 86_400 * (1 + person.key % 20), as_of - 1)
+        archived_from = "unsubscribed" if archived else None
         open_rate, click_rate = stats.get(person.key, (0.0, 0.0))
         return Member(
             id=subscriber_hash(email),
@@ -225,6 +249,7 @@ class AudienceData:
             language=_LANGUAGES.get(person.country, "en"),
             vip=person.latent == "vip",
             unsubscribe_reason=_UNSUBSCRIBE_REASONS[person.key % 5] if status == "unsubscribed" else None,
+            archived_from=archived_from,
         )
 
     def _initial_tags(self) -> Iterator[tuple[str, Iterable[str]]]:
@@ -265,6 +290,57 @@ class AudienceData:
             return self.members.get(subscriber_hash(key))
         return next((m for m in self.members.values() if contact_id(m) == key), None)
 
+    def new_member(self, email: str, status: str, at: int) -> Member:
+        """Add a member created through the API (no business person behind it) and return it."""
+        member = Member(
+            id=subscriber_hash(email),
+            email=email.strip(),
+            person=-1,
+            order=self._next_order,
+            status=status,
+            first_name="",
+            last_name="",
+            phone="",
+            city="",
+            region="",
+            country="",
+            timestamp_signup=None,
+            timestamp_opt=at if status == "subscribed" else None,
+            last_changed=at,
+            member_rating=2,  # Mailchimp's rating of a contact it knows nothing about yet
+            avg_open_rate=0.0,
+            avg_click_rate=0.0,
+            source="API - Generic",
+            language="",
+        )
+        self._next_order += 1
+        self.members[member.id] = member
+        self.forgotten.discard(member.id)
+        self.version += 1
+        return member
+
+    def touch(self, member: Member, at: int) -> None:
+        """Record a change of the member: a new ``last_changed``."""
+        member.last_changed = at
+        self.version += 1
+
+    def archive(self, member: Member, at: int) -> None:
+        """Archive a member (Mailchimp's delete): hidden from listings, kept with its tags and history."""
+        if member.status != "archived":
+            member.archived_from, member.status = member.status, "archived"
+            self.touch(member, at)
+
+    def forget(self, member: Member) -> None:
+        """Delete a member permanently: gone from the audience, its tags and its reports, never re-imported."""
+        del self.members[member.id]
+        self.forgotten.add(member.id)
+        if self.by_person.get(member.person) == member.id:
+            del self.by_person[member.person]
+        for segment in self.segments.values():
+            segment.members.discard(member.id)
+            segment.added.pop(member.id, None)
+        self.version += 1
+
     def tags_of(self, member_id: str) -> list[Segment]:
         """The tags (static segments) holding a member, oldest first."""
         return [s for s in self.segments.values() if member_id in s.members]
@@ -273,28 +349,36 @@ class AudienceData:
         """A member as ``GET /lists/{id}/members`` returns it."""
         out = copy.deepcopy(template("member"))
         tags = self.tags_of(member.id)
-        tz, offset = _TIMEZONES.get(member.country, ("Europe/Berlin", 1))
+        # A member added through the API without a country has no known location yet.
+        tz, offset = _TIMEZONES.get(member.country, ("Europe/Berlin", 1)) if member.country else ("", 0)
         address: dict[str, str] | str = dict(
-            out["merge_fields"]["ADDRESS"], city=member.city, state=member.region, country=member.country
+            out["merge_fields"]["ADDRESS"],
+            **member.street,
+            city=member.city,
+            state=member.region,
+            country=member.country,
         )
         out.update(
             id=member.id,
             email_address=member.email,
             unique_email_id=short_id("unique", member.id),
             contact_id=contact_id(member),
-            full_name=f"{member.first_name} {member.last_name}",
+            full_name=f"{member.first_name} {member.last_name}".strip(),
             web_id=100_000 + member.order,
+            email_type=member.email_type,
             status=member.status,
             merge_fields={
                 "FNAME": member.first_name,
                 "LNAME": member.last_name,
                 "ADDRESS": address,
                 "PHONE": member.phone,
-                "BIRTHDAY": "",
+                "BIRTHDAY": member.birthday,
             },
             stats={"avg_open_rate": member.avg_open_rate, "avg_click_rate": member.avg_click_rate},
             timestamp_signup=iso(member.timestamp_signup) if member.timestamp_signup else "",
-            timestamp_opt=iso(member.timestamp_opt),
+            ip_signup=member.ip_signup,
+            timestamp_opt=iso(member.timestamp_opt) if member.timestamp_opt else "",
+            ip_opt=member.ip_opt,
             member_rating=member.member_rating,
             last_changed=iso(member.last_changed),
             language=member.language,
@@ -303,6 +387,8 @@ class AudienceData:
                 out["location"],
                 gmtoff=offset,
                 dstoff=offset + (offset > 0),
+                latitude=member.latitude,
+                longitude=member.longitude,
                 country_code=member.country,
                 timezone=tz,
                 region=member.region,
@@ -326,6 +412,31 @@ class AudienceData:
         self._next_segment += 1
         self.version += 1
         return segment
+
+    def tag(self, segment: Segment, member_id: str, at: int) -> bool:
+        """Put a member in a static segment; False when it already was."""
+        if member_id in segment.members:
+            return False
+        segment.members.add(member_id)
+        segment.added[member_id] = at
+        segment.updated_at = at
+        self.version += 1
+        return True
+
+    def untag(self, segment: Segment, member_id: str, at: int) -> bool:
+        """Take a member out of a static segment; False when it was not in it."""
+        if member_id not in segment.members:
+            return False
+        segment.members.discard(member_id)
+        segment.added.pop(member_id, None)
+        segment.updated_at = at
+        self.version += 1
+        return True
+
+    def delete_segment(self, segment: Segment) -> None:
+        """Delete a segment: the tag disappears from every member."""
+        del self.segments[segment.id]
+        self.version += 1
 
     def segment_by_name(self, name: str) -> Segment | None:
         """A segment by name; Mailchimp tag names ignore case."""
@@ -421,8 +532,9 @@ class AudienceData:
         if member_id not in report.events:
             report.events[member_id] = []
             report.active.append(member_id)
-            if member_id not in report.recipients:
+            if member_id not in report.sent_to:
                 report.recipients.append(member_id)
+                report.sent_to.add(member_id)
         report.events[member_id].append(event)
         report.events[member_id].sort()
 
@@ -463,7 +575,7 @@ class AudienceData:
                 member.language = "en" if member.language != "en" else "de"
         for member_id in archived:
             member = self.members[member_id]
-            member.status, member.last_changed = "archived", at
+            member.archived_from, member.status, member.last_changed = member.status, "archived", at
         self.version += 1
         return counts
 

@@ -1,23 +1,21 @@
 """Shopify: customers and online orders in, segment tags out, through the GraphQL Admin API.
 
 Only the config models are imported here; the registry loads this module to list connectors, and the client,
-streams, sink and emulator load when a source, sink or sandbox is built.
+streams, sink, emulator and conformance kit load when something is built.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hub.registry import ConnectorSpec
+from hub.registry import ConnectorSpec, lazy
 
 from .config import ShopifyDestinationConfig, ShopifySourceConfig
 
 if TYPE_CHECKING:
     from hub.registry import BuildContext
-    from hub.sandbox.emulator import EmulatorContext
 
     from .client import ShopifyClient
-    from .emulator import ShopifyEmulator
     from .sink import ShopifySink
     from .source import ShopifySource
 
@@ -52,13 +50,6 @@ def build_sink(config: ShopifyDestinationConfig, name: str, ctx: BuildContext) -
     return ShopifySink(config, name, _client(config, ctx))
 
 
-def build_emulator(ctx: EmulatorContext) -> ShopifyEmulator:
-    """The Shopify emulator on the seeded business."""
-    from .emulator import ShopifyEmulator
-
-    return ShopifyEmulator(ctx)
-
-
 def sandbox_entries(url: str) -> dict[str, dict[str, Any]]:
     """Config entries pointing at a Shopify sandbox (its token: ``shpat_sandbox`` in $SHOPIFY_SANDBOX_TOKEN)."""
     connection = {"type": "shopify", "shop": "sandbox-shop", "token": f"env:{SANDBOX_TOKEN_ENV}", "base_url": url}
@@ -75,9 +66,10 @@ CONNECTOR = ConnectorSpec(
     build_source=build_source,
     destination_config=ShopifyDestinationConfig,
     build_sink=build_sink,
-    emulator=build_emulator,
+    emulator=lazy(f"{__name__}.emulator:ShopifyEmulator"),
     sandbox_entries=sandbox_entries,
     sandbox_secrets={f"env:{SANDBOX_TOKEN_ENV}": SANDBOX_TOKEN},
+    conformance=lazy(f"{__name__}.conformance:kit"),
 )
 
 __all__ = ["CONNECTOR", "ShopifyDestinationConfig", "ShopifySourceConfig", "build_sink", "build_source"]

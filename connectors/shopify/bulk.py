@@ -1,9 +1,15 @@
 """Bulk operations: start one, wait for it, and read its JSONL result.
 
 Lifecycle: ``CREATED`` -> ``RUNNING`` -> ``COMPLETED`` (a result URL, valid seven days) or ``FAILED`` /
-``CANCELED`` / ``EXPIRED``. Only one bulk query (and one bulk mutation) runs per shop and app at a time; a start
-refused with ``OPERATION_IN_PROGRESS`` looks at the running operation: if it runs our very query, it is ours
-(a start whose answer was lost) and is adopted, otherwise it is waited for.
+``CANCELED`` / ``EXPIRED``. Before 2026-01 only one bulk query (and one bulk mutation) runs per shop and app at
+a time; from 2026-01 on, five bulk queries may. So before a query starts, the app's most recent operation is
+looked at: if it still runs our very query, it is ours (a start whose answer was lost) and is adopted rather
+than started twice. A start refused with ``OPERATION_IN_PROGRESS`` or ``LIMIT_REACHED`` waits for the
+operation that is running.
+
+Status checks come every ``poll_interval`` (one second by default) for the first ten, then every five
+seconds, as Shopify's CLI polls: a job of a few seconds is read as soon as it completes, and a long one costs
+a point every five seconds.
 
 The JSONL result has one line per node; nodes of nested connections are lines of their own carrying
 ``__parentId``. Newer API versions no longer promise that children follow their parent, so
@@ -23,10 +29,12 @@ from datetime import timedelta
 from typing import IO, Any
 
 from hub.errors import ConfigError, TransientError
+from hub.stop import current as current_stop
+from hub.stop import wait as stop_wait
 
 from . import queries
 from .client import ShopifyClient
-from .settings import BULK_POLL_MAX_S
+from .settings import BULK_POLL_FAST_CHECKS, BULK_POLL_REGULAR_S
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +92,8 @@ class BulkRunner:
 
     Args:
         client: the shop's client.
-        poll_interval: seconds before the first status check; later checks back off up to 30 s.
+        poll_interval: seconds between the first ten status checks; later ones come every 5 s (or this, if
+            longer).
         timeout: how long :meth:`wait` waits before giving up (the operation keeps running).
         sleep: the sleep function (tests pass a fast one).
         monotonic: the clock measuring the timeout.
@@ -94,7 +103,7 @@ class BulkRunner:
         self,
         client: ShopifyClient,
         *,
-        poll_interval: float = 2.0,
+        poll_interval: float = 1.0,
         timeout: timedelta = timedelta(hours=6),
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
@@ -107,6 +116,10 @@ class BulkRunner:
 
     def start_query(self, query: str) -> str:
         """Start a bulk query (or adopt the identical one already running); return its id."""
+        current = self._current("QUERY")
+        if current is not None and current.status in RUNNING and _same_query(current.query, query):
+            logger.info("bulk operation %s already runs this query: resuming it", current.id)
+            return current.id
         return self._start("QUERY", query, lambda: self._run("BulkQueryRun", queries.BULK_RUN_QUERY, {"query": query}))
 
     def start_mutation(self, mutation: str, staged_path: str) -> str:
@@ -128,26 +141,39 @@ class BulkRunner:
             ConfigError: it failed for lack of access.
             TransientError: still running after ``timeout`` (its id stays valid for the next run).
         """
-        deadline = self._monotonic() + self.timeout.total_seconds()
-        interval = self.poll_interval
-        cap = max(self.poll_interval, min(BULK_POLL_MAX_S, self.poll_interval * 15))
+        started = self._monotonic()
+        deadline = started + self.timeout.total_seconds()
+        checks = 0
         while True:
             op = self.status(op_id)
             if op is None:
                 raise BulkGone(op_id, "unknown")
             if op.status == "COMPLETED":
-                logger.info("bulk operation %s completed: %d objects", op_id, op.object_count)
+                logger.info(
+                    "bulk operation %s completed: %d objects, waited %.1f s over %d status checks",
+                    op_id,
+                    op.object_count,
+                    self._monotonic() - started,
+                    checks + 1,
+                )
                 return op
             if op.status not in RUNNING:
                 if op.error_code == "ACCESS_DENIED":
                     raise ConfigError(f"bulk operation {op_id} failed: the app lacks an access scope its query needs")
                 raise BulkGone(op_id, op.status, op.error_code)
+            checks += 1
+            interval = self._interval(checks)
             if self._monotonic() + interval > deadline:
                 raise TransientError(
                     f"bulk operation {op_id} is still {op.status} after {self.timeout}; the next run resumes it"
                 )
-            self._sleep(interval)
-            interval = min(cap, interval * 1.5)
+            stop_wait(self._sleep, interval, current_stop())  # a stop request ends the wait at once
+
+    def _interval(self, checks: int) -> float:
+        """The wait after the ``checks``-th status check: short at first, then Shopify CLI's five seconds."""
+        if checks <= BULK_POLL_FAST_CHECKS:
+            return self.poll_interval
+        return max(self.poll_interval, BULK_POLL_REGULAR_S)
 
     def _run(self, operation: str, document: str, variables: Mapping[str, Any]) -> Mapping[str, Any]:
         data = self.client.graphql(operation, document, variables)

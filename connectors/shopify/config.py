@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from hub.config.models import DestinationConfigBase, SecretRef, SourceConfigBase, StrictModel, parse_duration
 
-from .settings import API_VERSION, API_VERSION_RE, SHOP_DOMAIN_SUFFIX, SHOP_HANDLE_RE
+from .settings import API_VERSION, API_VERSION_RE, MAX_PAGED_BACKFILL, SHOP_DOMAIN_SUFFIX, SHOP_HANDLE_RE
 
 StreamName = Literal["customers", "orders", "customer_deletions"]
 ALL_STREAMS: tuple[StreamName, ...] = ("customers", "orders", "customer_deletions")
@@ -69,25 +69,36 @@ class ShopifySourceConfig(ShopifyConnection, SourceConfigBase):
     )
     backfill: Literal["auto", "bulk", "pages"] = Field(
         "auto",
-        description="First sync of a stream: a bulk operation (bulk), paged queries (pages), or bulk when the shop"
-        " has at least bulk_threshold objects (auto)",
+        description="First sync of a stream: a bulk operation (bulk), paged queries (pages), or (auto) a bulk"
+        " operation when paging would take longer than max_paged_backfill or the shop has at least bulk_threshold"
+        " objects",
     )
-    bulk_threshold: int = Field(10_000, ge=1, description="Objects from which `auto` backfills with a bulk operation")
+    max_paged_backfill: str = Field(
+        MAX_PAGED_BACKFILL,
+        description="`auto`: a first sync whose paged read is expected to take longer than this (objects / page size"
+        " x the page's query cost, beyond the points available, at the restore rate the shop reports) runs a bulk"
+        " operation instead",
+    )
+    bulk_threshold: int = Field(
+        10_000, ge=1, description="`auto`: a bulk operation from this many objects on, whatever paging would take"
+    )
     overlap: str = Field("5m", description="Each incremental pass re-reads this much before the last one ended")
     reconcile_every: str = Field(
         "1d", description="How often customer_deletions lists every customer id to find deleted customers"
     )
-    bulk_poll_interval: float = Field(2.0, gt=0, le=60, description="Seconds between bulk operation status checks")
+    bulk_poll_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between the first ten bulk operation status checks (then every 5 s)"
+    )
     bulk_timeout: str = Field(
         "6h", description="Give up waiting for a bulk operation after this long (the next run resumes it)"
     )
 
-    @field_validator("overlap", "reconcile_every", "bulk_timeout")
+    @field_validator("overlap", "reconcile_every", "bulk_timeout", "max_paged_backfill")
     @classmethod
     def _durations(cls, value: str) -> str:
         return _duration(value)
 
-    def duration(self, name: Literal["overlap", "reconcile_every", "bulk_timeout"]) -> timedelta:
+    def duration(self, name: Literal["overlap", "reconcile_every", "bulk_timeout", "max_paged_backfill"]) -> timedelta:
         """One of the duration options as a timedelta."""
         value: str = getattr(self, name)
         return parse_duration(value)
@@ -100,7 +111,9 @@ class ShopifyDestinationConfig(ShopifyConnection, DestinationConfigBase):
     bulk_mutation_threshold: int = Field(
         500, ge=1, description="Customers per push from which tags go by one bulk mutation instead of batched calls"
     )
-    bulk_poll_interval: float = Field(2.0, gt=0, le=60, description="Seconds between bulk operation status checks")
+    bulk_poll_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between the first ten bulk operation status checks (then every 5 s)"
+    )
     bulk_timeout: str = Field("6h", description="Give up waiting for a bulk mutation after this long")
 
     @field_validator("bulk_timeout")

@@ -5,9 +5,12 @@ Every person the business knows in ``shopify`` is a customer (with the email as 
 business's stable keys. ``order_scale`` > 1 adds copies of each order (earlier, for the same customer) to
 make a larger shop for load tests; the copies are not part of the business's truth.
 
-Nodes are plain dicts keyed by GraphQL field names, so the executor reads them directly. Each resource keeps a
-list sorted by ``(updatedAt, id)`` and one sorted by id, so a page of ``updated_at`` windows sorted by
-``UPDATED_AT`` is a bisect plus the page, however large the shop.
+Nodes are plain dicts keyed by GraphQL field names, so the executor reads them directly; keys starting with
+``_`` are the emulator's own (the number, the customer of an order, the currencies defaults are written in).
+Fields derived from other data (a customer's ``numberOfOrders``) are answered by :mod:`.emulator_model`, and
+the rest by the schema's defaults. Each resource keeps a list sorted by ``(updatedAt, id)`` and one sorted by
+id, so a page of ``updated_at`` windows sorted by ``UPDATED_AT`` is a bisect plus the page, however large the
+shop.
 """
 
 from __future__ import annotations
@@ -30,6 +33,29 @@ CUSTOMER_ID_BASE = 6_100_000_000_000
 ORDER_ID_BASE = 5_400_000_000_000
 ID_STEP = 8
 ORDER_NAME_BASE = 1000
+PRODUCT_ID_BASE = 8_000_000_000_000
+VARIANT_OFFSET = 1_000_000_000_000
+SHOP_NAME = "Sandbox Shop"
+SHOP_DOMAIN = "sandbox-shop.myshopify.com"
+
+# MailingAddress.country is the country's name; countryCodeV2 its ISO code.
+COUNTRY_NAMES = {
+    "AT": "Austria",
+    "BE": "Belgium",
+    "CH": "Switzerland",
+    "DE": "Germany",
+    "DK": "Denmark",
+    "ES": "Spain",
+    "FR": "France",
+    "GB": "United Kingdom",
+    "IE": "Ireland",
+    "IT": "Italy",
+    "NL": "Netherlands",
+    "PL": "Poland",
+    "PT": "Portugal",
+    "SE": "Sweden",
+    "US": "United States",
+}
 
 _MARKETING = {
     "subscribed": "SUBSCRIBED",
@@ -44,6 +70,15 @@ _FINANCIAL = {"paid": "PAID", "refunded": "REFUNDED", "partially_refunded": "PAR
 def iso(at: datetime) -> str:
     """Shopify's DateTime format: UTC, whole seconds, ``Z``."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> datetime | None:
+    """A DateTime as the emulator writes it (``iso``), aware UTC; None when it is not one."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def gid(kind: str, number: int) -> str:
@@ -89,6 +124,13 @@ class Resource:
         self.by_updated = sorted((n["updatedAt"], k) for k, n in self.nodes.items())
         self.by_id = sorted(self.nodes)
 
+    def add(self, node: dict[str, Any]) -> None:
+        """Insert a new node (its ``_num`` above every existing one)."""
+        number = int(node["_num"])
+        self.nodes[number] = node
+        bisect.insort(self.by_updated, (node["updatedAt"], number))
+        bisect.insort(self.by_id, number)
+
     def touch(self, number: int, updated_at: str) -> None:
         """Set a node's ``updatedAt`` (kept after its previous one) and re-index it."""
         node = self.nodes[number]
@@ -124,11 +166,23 @@ class Resource:
 
 @dataclass
 class ShopData:
-    """The shop's customers and orders, built from the business."""
+    """The shop's customers, orders and products, built from the business.
+
+    Attributes:
+        customers: customer nodes.
+        orders: order nodes.
+        emails: customer number by folded email (Shopify's emails are unique per shop).
+        orders_of: order numbers of each customer, oldest first.
+        products: product nodes by number.
+        currency: the shop's currency.
+    """
 
     customers: Resource
     orders: Resource
     emails: dict[str, int]
+    orders_of: dict[int, list[int]] = field(default_factory=dict)
+    products: dict[int, dict[str, Any]] = field(default_factory=dict)
+    currency: str = "EUR"
 
     @classmethod
     def build(cls, business: Business, *, order_scale: float = 1.0, seed: int = 42) -> ShopData:
@@ -136,30 +190,150 @@ class ShopData:
         people = {p.key: p for p in business.people_in("shopify")}
         online = [o for o in business.orders if o.channel == "online" and o.person in people]
         orders = _scaled(online, order_scale, random.Random(f"{seed}:shopify-orders"))
+        products = {
+            PRODUCT_ID_BASE + p.key: _product_node(
+                PRODUCT_ID_BASE + p.key, p.key, p.sku, p.title, p.product_type, p.price, business.currency
+            )
+            for p in business.products
+        }
         last_order: dict[int, datetime] = {}
         order_nodes: dict[int, dict[str, Any]] = {}
         for index, (order, shift) in enumerate(orders):
             number = ORDER_ID_BASE + (index + 1) * ID_STEP
             person = people[order.person]
-            order_nodes[number] = _order_node(number, index, order, shift, person)
+            order_nodes[number] = _order_node(number, index, order, shift, person, products)
             placed = order.processed_at - shift
             last_order[person.key] = max(last_order.get(person.key, placed), placed)
         customer_nodes = {
-            CUSTOMER_ID_BASE + p.key * ID_STEP: _customer_node(CUSTOMER_ID_BASE + p.key * ID_STEP, p, last_order)
+            CUSTOMER_ID_BASE + p.key * ID_STEP: _customer_node(
+                CUSTOMER_ID_BASE + p.key * ID_STEP, p, last_order, business.currency
+            )
             for p in people.values()
         }
         customers, order_resource = Resource("Customer"), Resource("Order")
         customers.load(customer_nodes)
         order_resource.load(order_nodes)
-        counts: dict[int, int] = {}
-        for node in order_nodes.values():
-            counts[node["_customer"]] = counts.get(node["_customer"], 0) + 1
+        orders_of: dict[int, list[int]] = {}
+        for number in sorted(order_nodes, key=lambda n: (order_nodes[n]["processedAt"], n)):
+            orders_of.setdefault(order_nodes[number]["_customer"], []).append(number)
+        shop = cls(customers, order_resource, {}, orders_of, products, business.currency)
         for number, node in customer_nodes.items():
-            node["_orders"] = counts.get(number, 0)
-        emails = {_email_key(n["email"]): k for k, n in customer_nodes.items() if n.get("email")}
-        return cls(customers, order_resource, emails)
+            node["_orders"] = len(orders_of.get(number, ()))
+            shop.refresh_spent(number)
+        shop.emails = {_email_key(n["email"]): k for k, n in customer_nodes.items() if n.get("email")}
+        return shop
+
+    # ------------------------------------------------------------------ reading
+
+    def customer_orders(self, number: int) -> list[dict[str, Any]]:
+        """The orders of customer ``number``, oldest first."""
+        nodes = self.orders.nodes
+        return [nodes[n] for n in self.orders_of.get(number, ()) if n in nodes]
+
+    def customer_by(self, *, email: str | None = None, phone: str | None = None) -> dict[str, Any] | None:
+        """The customer with this email (case-insensitive) or phone number, if any."""
+        if email is not None:
+            number = self.emails.get(_email_key(email))
+            return self.customers.nodes.get(number) if number is not None else None
+        if phone is not None:
+            wanted = _digits(phone)
+            return next(
+                (n for n in self.customers.nodes.values() if n.get("phone") and _digits(n["phone"]) == wanted), None
+            )
+        return None
+
+    def refresh_spent(self, number: int) -> None:
+        """Recompute a customer's ``amountSpent``: the current totals of their orders that were not cancelled."""
+        total = sum(
+            (
+                Decimal(o["currentTotalPriceSet"]["shopMoney"]["amount"])
+                for o in self.customer_orders(number)
+                if not o.get("cancelledAt")
+            ),
+            Decimal("0.00"),
+        )
+        self.customers.nodes[number]["_spent"] = total
 
     # ------------------------------------------------------------------ changes
+
+    def create_customer(self, fields: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """A new customer from ``customerCreate``/``customerSet`` input (validated by the caller)."""
+        number = max(self.customers.nodes, default=CUSTOMER_ID_BASE) + ID_STEP
+        stamp = iso(now)
+        node: dict[str, Any] = {
+            "_num": number,
+            "_at": stamp,
+            "_currency": self.currency,
+            "_orders": 0,
+            "_spent": Decimal("0.00"),
+            "id": gid("Customer", number),
+            "legacyResourceId": str(number),
+            "email": None,
+            "firstName": None,
+            "lastName": None,
+            "phone": None,
+            "state": "DISABLED",
+            "tags": [],
+            "note": None,
+            "locale": "en",
+            "verifiedEmail": False,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "emailMarketingConsent": None,
+            "defaultAddress": None,
+            "addresses": [],
+        }
+        self.customers.add(node)
+        self.update_customer(number, fields, now)
+        return node
+
+    def update_customer(self, number: int, fields: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """Apply ``customerUpdate``-style input: only the fields given change (tags are replaced, as Shopify does)."""
+        node = self.customers.nodes[number]
+        old_email = node.get("email")
+        for key in ("firstName", "lastName", "note", "locale"):
+            if key in fields:
+                node[key] = fields[key]
+        if "email" in fields:
+            node["email"] = fields["email"] or None
+        if "phone" in fields:
+            node["phone"] = fields["phone"] or None
+        if "tags" in fields:
+            node["tags"] = sorted(dict.fromkeys(_tag_items(fields["tags"])), key=str.casefold)
+        consent = fields.get("emailMarketingConsent")
+        if isinstance(consent, Mapping):
+            node["emailMarketingConsent"] = {
+                "marketingState": consent.get("marketingState"),
+                "marketingOptInLevel": consent.get("marketingOptInLevel"),
+                "consentUpdatedAt": consent.get("consentUpdatedAt") or iso(now),
+            }
+        elif node.get("email") and node.get("emailMarketingConsent") is None:
+            node["emailMarketingConsent"] = {
+                "marketingState": "NOT_SUBSCRIBED",
+                "marketingOptInLevel": None,
+                "consentUpdatedAt": None,
+            }
+        addresses = fields.get("addresses")
+        if isinstance(addresses, list):
+            node["addresses"] = [
+                _address_from_input(number, i, a) for i, a in enumerate(addresses) if isinstance(a, Mapping)
+            ]
+            node["defaultAddress"] = node["addresses"][0] if node["addresses"] else None
+        node["displayName"] = _display_name(node)
+        if old_email != node.get("email"):
+            if old_email:
+                self.emails.pop(_email_key(old_email), None)
+            if node.get("email"):
+                self.emails[_email_key(node["email"])] = number
+        self.customers.touch(number, iso(now))
+        return node
+
+    def delete_customer(self, number: int) -> None:
+        """Remove a customer (the caller refuses customers with orders, as Shopify does)."""
+        email = self.customers.nodes[number].get("email")
+        self.customers.remove(number)
+        if email:
+            self.emails.pop(_email_key(email), None)
 
     def change_tags(self, number: int, tags: list[str], *, add: bool, now: datetime) -> None:
         """Add or remove tags of a customer or order (case-insensitively, as Shopify compares tags)."""
@@ -194,16 +368,16 @@ class ShopData:
         orders = sorted(self.orders.nodes)
         touched = rng.sample(orders, round(len(orders) * fraction))
         for number in touched:
-            _refund(self.orders.nodes[number])
+            node = self.orders.nodes[number]
+            _refund(node, stamp)
             self.orders.touch(number, stamp)
+            if node["_customer"] in self.customers.nodes:
+                self.refresh_spent(node["_customer"])
         idle = [n for n in customers if self.customers.nodes[n]["_orders"] == 0]
         wanted = min(len(idle), round(len(customers) * delete_fraction))
         deleted = rng.sample(idle, wanted)
         for number in deleted:
-            email = self.customers.nodes[number].get("email")
-            self.customers.remove(number)
-            if email:
-                self.emails.pop(_email_key(email), None)
+            self.delete_customer(number)
         return {"customers_changed": len(changed), "orders_changed": len(touched), "customers_deleted": len(deleted)}
 
 
@@ -232,6 +406,8 @@ CUSTOMER_FIELDS: dict[str, SearchField] = {
     "tag": SearchField("tags", _path("tags")),
     "id": SearchField("id", _path("legacyResourceId")),
     "country": SearchField("text", _path("defaultAddress", "countryCodeV2")),
+    "orders_count": SearchField("number", _path("_orders")),
+    "total_spent": SearchField("number", _path("_spent")),
     "accepts_marketing": SearchField(
         "bool", lambda n: _path("emailMarketingConsent", "marketingState")(n) == "SUBSCRIBED"
     ),
@@ -275,7 +451,7 @@ def _email_key(email: str) -> str:
     return email.strip().casefold()
 
 
-def _customer_node(number: int, person: Person, last_order: Mapping[int, datetime]) -> dict[str, Any]:
+def _customer_node(number: int, person: Person, last_order: Mapping[int, datetime], currency: str) -> dict[str, Any]:
     view = person.vendors["shopify"]
     created = view.created_at
     updated = max(created, last_order.get(person.key, created))
@@ -286,18 +462,39 @@ def _customer_node(number: int, person: Person, last_order: Mapping[int, datetim
         tags.append("wholesale")
     if person.key % 7 == 0:
         tags.append("newsletter-signup")
+    phone = person.phone.replace(" ", "") if person.phone else None
+    address = {
+        "_num": number + 1,
+        "id": gid("MailingAddress", number + 1),
+        "firstName": person.first_name,
+        "lastName": person.last_name,
+        "name": f"{person.first_name} {person.last_name}",
+        "company": person.company,
+        "address1": None,
+        "address2": None,
+        "city": person.city,
+        "province": person.region,
+        "provinceCode": None,
+        "zip": None,
+        "country": COUNTRY_NAMES.get(person.country, person.country),
+        "countryCodeV2": person.country,
+        "phone": phone,
+    }
     return {
         "_num": number,
+        "_at": iso(created),
+        "_currency": currency,
         "id": gid("Customer", number),
         "legacyResourceId": str(number),
         "email": view.email,
         "firstName": person.first_name,
         "lastName": person.last_name,
         "displayName": f"{person.first_name} {person.last_name}",
-        "phone": person.phone.replace(" ", "") if person.phone else None,
+        "phone": phone,
         "state": state,
         "tags": sorted(tags),
         "note": None,
+        "locale": "en",
         "verifiedEmail": state == "ENABLED",
         "createdAt": iso(created),
         "updatedAt": iso(updated),
@@ -306,59 +503,114 @@ def _customer_node(number: int, person: Person, last_order: Mapping[int, datetim
             "marketingOptInLevel": "SINGLE_OPT_IN" if marketing in ("SUBSCRIBED", "PENDING") else None,
             "consentUpdatedAt": iso(person.consent_at) if person.consent_at else None,
         },
-        "defaultAddress": {
-            "id": gid("MailingAddress", number + 1),
-            "city": person.city,
-            "country": person.country,
-            "countryCodeV2": person.country,
-            "province": person.region,
-            "provinceCode": None,
-            "zip": None,
-        },
+        "defaultAddress": address,
+        "addresses": [address],
     }
 
 
-def _order_node(number: int, index: int, order: Order, shift: timedelta, person: Person) -> dict[str, Any]:
+def _product_node(
+    number: int, key: int, sku: str, title: str, product_type: str, price: Decimal, currency: str
+) -> dict[str, Any]:
+    handle = title.lower().replace(" ", "-")
+    variant = {
+        "_num": number + VARIANT_OFFSET,
+        "id": gid("ProductVariant", number + VARIANT_OFFSET),
+        "legacyResourceId": str(number + VARIANT_OFFSET),
+        "title": "Default Title",
+        "displayName": f"{title} - Default Title",
+        "sku": sku,
+        "price": str(price),
+        "availableForSale": True,
+        "position": 1,
+    }
+    node = {
+        "_num": number,
+        "_at": "2020-01-01T00:00:00Z",
+        "_currency": currency,
+        "id": gid("Product", number),
+        "legacyResourceId": str(number),
+        "title": title,
+        "handle": handle,
+        "productType": product_type,
+        "vendor": SHOP_NAME,
+        "status": "ACTIVE",
+        "tags": [product_type.lower()],
+        "totalVariants": 1,
+        "hasOnlyDefaultVariant": True,
+        "onlineStoreUrl": f"https://{SHOP_DOMAIN}/products/{handle}",
+        "variants": [variant],
+        "_key": key,
+    }
+    variant["product"] = node
+    return node
+
+
+def _order_node(
+    number: int, index: int, order: Order, shift: timedelta, person: Person, products: Mapping[int, dict[str, Any]]
+) -> dict[str, Any]:
     placed = order.processed_at - shift
     updated = order.updated_at - shift
     rate = order.presentment_total / order.total if order.total else Decimal(1)
     refunded_p = (order.refunded * rate).quantize(Decimal("0.01"))
+    shipping_p = (order.shipping * rate).quantize(Decimal("0.01"))
     customer = CUSTOMER_ID_BASE + person.key * ID_STEP
-    lines = [
-        {
-            "id": gid("LineItem", number * 10 + i),
-            "name": li.title,
-            "title": li.title,
-            "sku": li.sku,
-            "quantity": li.quantity,
-            "product": {
-                "id": gid("Product", 8_000_000_000_000 + li.product),
+    currencies = {"_currency": order.currency, "_presentment": order.presentment_currency}
+    lines = []
+    for i, li in enumerate(order.line_items):
+        unit_p = (li.unit_price * rate).quantize(Decimal("0.01"))
+        product = products.get(PRODUCT_ID_BASE + li.product)
+        lines.append(
+            {
+                "_num": number * 10 + i,
+                **currencies,
+                "id": gid("LineItem", number * 10 + i),
+                "name": li.title,
                 "title": li.title,
-                "productType": li.product_type,
-            },
-        }
-        for i, li in enumerate(order.line_items)
-    ]
-    return {
+                "sku": li.sku,
+                "vendor": SHOP_NAME,
+                "quantity": li.quantity,
+                "originalUnitPriceSet": _money_bag(li.unit_price, order.currency, unit_p, order.presentment_currency),
+                "originalTotalSet": _money_bag(
+                    li.unit_price * li.quantity, order.currency, unit_p * li.quantity, order.presentment_currency
+                ),
+                "product": product
+                or {
+                    "id": gid("Product", PRODUCT_ID_BASE + li.product),
+                    "title": li.title,
+                    "productType": li.product_type,
+                },
+                "variant": (product or {}).get("variants", [None])[0],
+            }
+        )
+    stamp = iso(placed)
+    node: dict[str, Any] = {
         "_num": number,
+        "_at": stamp,
+        **currencies,
         "_customer": customer,
         "id": gid("Order", number),
         "legacyResourceId": str(number),
         "name": f"#{ORDER_NAME_BASE + index + 1}",
+        "number": ORDER_NAME_BASE + index + 1,
         "email": person.email_in("shopify"),
-        "createdAt": iso(placed),
-        "processedAt": iso(placed),
+        "phone": person.phone.replace(" ", "") if person.phone else None,
+        "createdAt": stamp,
+        "processedAt": stamp,
         "updatedAt": iso(max(updated, placed)),
         "cancelledAt": iso(order.cancelled_at - shift) if order.cancelled_at else None,
         "cancelReason": "CUSTOMER" if order.cancelled_at else None,
         "closed": order.cancelled_at is not None,
+        "closedAt": iso(order.cancelled_at - shift) if order.cancelled_at else None,
         "test": False,
         "sourceName": "web",
         "tags": [],
+        "note": None,
         "displayFinancialStatus": _FINANCIAL.get(order.financial_status, "PAID"),
+        "displayFulfillmentStatus": "UNFULFILLED",
         "currencyCode": order.currency,
         "presentmentCurrencyCode": order.presentment_currency,
         "totalPriceSet": _money_bag(order.total, order.currency, order.presentment_total, order.presentment_currency),
+        "totalShippingPriceSet": _money_bag(order.shipping, order.currency, shipping_p, order.presentment_currency),
         "totalRefundedSet": _money_bag(order.refunded, order.currency, refunded_p, order.presentment_currency),
         "currentTotalPriceSet": _money_bag(
             order.total - order.refunded,
@@ -367,6 +619,26 @@ def _order_node(number: int, index: int, order: Order, shift: timedelta, person:
             order.presentment_currency,
         ),
         "lineItems": lines,
+    }
+    node["refunds"] = [_refund_node(node, iso(max(updated, placed)))] if order.refunded > 0 else []
+    return node
+
+
+def _refund_node(order: dict[str, Any], stamp: str) -> dict[str, Any]:
+    number = int(order["_num"]) + 1
+    return {
+        "_num": number,
+        "_at": stamp,
+        "_currency": order["_currency"],
+        "_presentment": order["_presentment"],
+        "id": gid("Refund", number),
+        "legacyResourceId": str(number),
+        "createdAt": stamp,
+        "processedAt": stamp,
+        "updatedAt": stamp,
+        "note": None,
+        "totalRefundedSet": json.loads(json.dumps(order["totalRefundedSet"])),
+        "order": order,
     }
 
 
@@ -379,20 +651,66 @@ def _money_bag(shop: Decimal, currency: str, presentment: Decimal, presentment_c
 
 def _change_customer(node: dict[str, Any], i: int) -> None:
     """One of three everyday changes: a consent change, a new city, a merchant's tag."""
-    if i % 3 == 0:
+    if i % 3 == 0 and node.get("emailMarketingConsent"):
         consent = node["emailMarketingConsent"]
         subscribed = consent["marketingState"] == "SUBSCRIBED"
         consent["marketingState"] = "UNSUBSCRIBED" if subscribed else "SUBSCRIBED"
         consent["marketingOptInLevel"] = None if subscribed else "SINGLE_OPT_IN"
     elif i % 3 == 1 and node.get("defaultAddress"):
-        node["defaultAddress"] = {**node["defaultAddress"], "city": f"{node['defaultAddress']['city']} (new)"}
+        moved = {**node["defaultAddress"], "city": f"{node['defaultAddress']['city']} (new)"}
+        node["defaultAddress"] = moved
+        node["addresses"] = [moved, *node.get("addresses", [])[1:]]
     else:
         node["tags"] = sorted({*node["tags"], "returning"}, key=str.casefold)
 
 
-def _refund(node: dict[str, Any]) -> None:
+def _refund(node: dict[str, Any], stamp: str) -> None:
     """A full refund of the order."""
     node["displayFinancialStatus"] = "REFUNDED"
     node["totalRefundedSet"] = json.loads(json.dumps(node["totalPriceSet"]))
     bag = node["currentTotalPriceSet"]
     node["currentTotalPriceSet"] = {k: {**v, "amount": "0.00"} for k, v in bag.items()}
+    node["refunds"] = [_refund_node(node, stamp)]
+
+
+def _tag_items(value: Any) -> list[str]:
+    """Tags as Shopify reads them: a list, or one comma-separated string; every item is split on commas too."""
+    items = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+    return [t.strip() for item in items for t in str(item).split(",") if t.strip()]
+
+
+def _digits(phone: str) -> str:
+    return "".join(ch for ch in phone if ch.isdigit())
+
+
+def _display_name(node: Mapping[str, Any]) -> str:
+    # Shopify shows the name, else the email, else the phone number.
+    name = " ".join(str(node[k]) for k in ("firstName", "lastName") if node.get(k))
+    return name or str(node.get("email") or node.get("phone") or "")
+
+
+def _address_from_input(customer: int, index: int, given: Mapping[str, Any]) -> dict[str, Any]:
+    number = customer + 1 + index
+    code = given.get("countryCode")
+    return {
+        "_num": number,
+        "id": gid("MailingAddress", number),
+        **{
+            k: given.get(k)
+            for k in (
+                "firstName",
+                "lastName",
+                "company",
+                "address1",
+                "address2",
+                "city",
+                "zip",
+                "phone",
+                "provinceCode",
+            )
+        },
+        "name": " ".join(str(given[k]) for k in ("firstName", "lastName") if given.get(k)) or None,
+        "province": given.get("province") or given.get("provinceCode"),
+        "country": COUNTRY_NAMES.get(str(code), given.get("country")) if code else given.get("country"),
+        "countryCodeV2": code,
+    }

@@ -1,9 +1,11 @@
-"""Shopify's official Admin API schemas, loaded from the shared specs folder, for validating queries.
+"""Shopify's official Admin API schemas, loaded from the shared specs folder: what the emulator validates and
+answers queries against.
 
 The schemas are Shopify's and are never copied into this project: they are read from ``$HUB_SPECS_DIR/shopify``
 (default ``../shared/specs/shopify`` beside the project). Each version is built once per process, under a lock,
 from its introspection JSON with ``assume_valid=True`` (Shopify's schema breaks a newer spec rule on deprecated
-interface fields, which ``graphql-core`` would otherwise reject).
+interface fields, which ``graphql-core`` would otherwise reject). Without them the emulator serves the smaller
+schema of :mod:`.emulator_fallback`.
 """
 
 from __future__ import annotations
@@ -75,14 +77,33 @@ def schema_for(version: str) -> GraphQLSchema | None:
     return load_schema(path) if path is not None else None
 
 
-@lru_cache(maxsize=512)
+def serving_schema(version: str) -> tuple[GraphQLSchema, bool]:
+    """The schema the emulator answers ``version`` with, and whether it is the official one (else the fallback)."""
+    official = schema_for(version)
+    if official is not None:
+        return official, True
+    from .emulator_fallback import fallback_schema
+
+    return fallback_schema(), False
+
+
 def validation_errors(version: str, document: str) -> tuple[str, ...]:
-    """graphql-core's validation messages for ``document`` under ``version``'s schema (empty: valid or no schema)."""
+    """graphql-core's validation messages for ``document`` under the schema serving ``version`` (empty: valid).
+
+    Without the official schema, a message says the fallback schema was used: a field it lacks may well exist.
+    """
+    schema, official = serving_schema(version)
+    messages = _validate(schema, document)
+    if messages and not official:
+        note = f" (the sandbox serves a reduced schema: {SPECS_ENV} holds no official Admin schema)"
+        return tuple(m + note for m in messages)
+    return messages
+
+
+@lru_cache(maxsize=1024)
+def _validate(schema: GraphQLSchema, document: str) -> tuple[str, ...]:
     from graphql import GraphQLError, parse, validate
 
-    schema = schema_for(version)
-    if schema is None:
-        return ()
     try:
         ast = parse(document)
     except GraphQLError as exc:

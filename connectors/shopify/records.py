@@ -6,6 +6,7 @@ A node that lacks what the hub needs (an id, a parseable time, a numeric total) 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -121,7 +122,9 @@ def order_record(node: Mapping[str, Any], line_items: Sequence[Mapping[str, Any]
         person_email=_text(node.get("email")),
     )
     payload = {k: v for k, v in node.items() if k != "lineItems"}
-    payload["lineItems"] = [dict(li) for li in line_items]
+    # In a canonical order: a bulk result does not promise to list an order's line items as its pages do, and
+    # the same order read both ways must store the same payload (else every re-read counts as a change).
+    payload["lineItems"] = sorted((dict(li) for li in line_items), key=lambda li: json.dumps(li, sort_keys=True))
     return Record(
         object_type=ORDER,
         external_id=gid,

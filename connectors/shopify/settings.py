@@ -38,9 +38,15 @@ SINK_SCOPES = ("write_customers",)
 # Without it only the last 60 days of orders are visible: a backfill of the history needs it.
 ALL_ORDERS_SCOPE = "read_all_orders"
 
-# Bulk operations: results stay downloadable for seven days; one bulk query per shop and app at a time.
+# Bulk operations: results stay downloadable for seven days. Status checks follow Shopify's own CLI
+# (Shopify/cli, bulk-operations/watch-bulk-operation.ts): every second for the first ten checks, so a job of a
+# few seconds is read as soon as it is done, then every five seconds. A check costs one point.
 BULK_RESULT_DAYS = 7
-BULK_POLL_MAX_S = 30.0
+BULK_POLL_FAST_CHECKS = 10
+BULK_POLL_REGULAR_S = 5.0
+# Backfill: a first sync whose paged read would take longer than this goes by bulk operation instead (see
+# source.plan_backfill). Below it, paging costs no more time than a bulk operation's queueing and polling.
+MAX_PAGED_BACKFILL = "30s"
 
 # Push: one tagsAdd/tagsRemove per customer; several are sent as aliases of one document. Each mutation field
 # costs 10 points, so 25 stay far below the single-query limit. An input list holds at most 250 items.
@@ -60,6 +66,8 @@ class StreamSpec:
         root: the GraphQL connection it lists (``customers``, ``orders``).
         count_root: the count query telling whether a backfill is large (``customersCount``).
         page_size: nodes per page; with the query's node cost it keeps the requested cost under 1,000 points.
+        page_cost: the requested cost of a full page (Shopify's cost model applied to the page query; the
+            contract tests compute it from the official schema): what the backfill estimate paces by.
         scope: the access scope it needs.
     """
 
@@ -68,12 +76,14 @@ class StreamSpec:
     root: str
     count_root: str
     page_size: int
+    page_cost: int
     scope: str
 
 
-CUSTOMERS = StreamSpec("customers", "customer", "customers", "customersCount", 250, "read_customers")
-# An order node requests 29 points (see queries.ORDERS_PAGE): 34 of them fit under the 1,000-point limit.
-ORDERS = StreamSpec("orders", "order", "orders", "ordersCount", 34, "read_orders")
+# A customer node requests 3 points (see queries.CUSTOMERS_PAGE): 2 + 250 x 3 = 752 a page.
+CUSTOMERS = StreamSpec("customers", "customer", "customers", "customersCount", 250, 752, "read_customers")
+# An order node requests 29 points (see queries.ORDERS_PAGE): 34 of them fit under the 1,000-point limit, 988 a page.
+ORDERS = StreamSpec("orders", "order", "orders", "ordersCount", 34, 988, "read_orders")
 INCREMENTAL_STREAMS = (CUSTOMERS, ORDERS)
 DELETIONS_STREAM = "customer_deletions"
 STREAM_NAMES = (CUSTOMERS.name, ORDERS.name, DELETIONS_STREAM)

@@ -9,9 +9,10 @@ Stream state of ``customers`` and ``orders``::
 
 A pass lists ``updated_at:>='since' AND updated_at:<='until'`` sorted by ``UPDATED_AT``, 250 customers or 34
 orders a page, and commits the cursor with every page. When it ends, the next pass starts ``overlap`` before
-``until``, so a record Shopify indexed late is read again rather than missed. A first sync of a large shop
-starts a bulk operation instead; its id is committed before the wait, so a run killed meanwhile resumes the same
-job, and ``bulk_done`` counts the result's root nodes already committed.
+``until``, so a record Shopify indexed late is read again rather than missed. A first sync whose paged read
+would take long at the shop's restore rate (:func:`plan_backfill`) starts a bulk operation instead; its id is
+committed before the wait, so a run killed meanwhile resumes the same job, and ``bulk_done`` counts the
+result's root nodes already committed.
 
 ``customer_deletions`` finds deleted customers, which Shopify reports nowhere: every ``reconcile_every`` it
 lists every customer id and marks the ids it knew but no longer finds. Its state holds the known ids
@@ -21,6 +22,7 @@ lists every customer id and marks the ids it knew but no longer finds. Its state
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -43,6 +45,7 @@ from .settings import (
     DELETIONS_STREAM,
     ID_PAGE_SIZE,
     INCREMENTAL_STREAMS,
+    INITIAL_RESTORE_RATE,
     ORDERS,
     SOURCE_SCOPES,
     StreamSpec,
@@ -196,14 +199,22 @@ class IncrementalStream:
         """Yield pages after ``state``: a pass in progress is resumed, else a new one starts."""
         st = PassState.load(None if full else state)
         from_start = st.since is None and st.cursor is None and st.bulk_done == 0
+        where = f"{self.source.name}/{self.name}"
         if st.until is None:
             st.until = self.source.now().isoformat()
             start = self.source.start_date()
             if st.since is None and start is not None:
                 st.since, from_start = start.isoformat(), False
+                logger.info("%s: first sync from start_date %s, by pages", where, st.since)
+            elif st.since is not None:
+                logger.info("%s: incremental pass of changes since %s, by pages", where, st.since)
             if st.since is None and self._backfill_by_bulk():
                 st.bulk_id = self.source.bulk.start_query(self._bulk_query(st))
                 yield Page([], st.dump())  # the job id is committed before the long wait
+        elif st.bulk_id is not None:
+            logger.info("%s: resuming bulk operation %s (%d records committed)", where, st.bulk_id, st.bulk_done)
+        else:
+            logger.info("%s: resuming the pass up to %s at its last committed page", where, st.until)
         until = parse_time(st.until)
         if st.bulk_id is not None:
             yield from self._bulk_pages(st)
@@ -215,15 +226,25 @@ class IncrementalStream:
     # ------------------------------------------------------------------ backfill
 
     def _backfill_by_bulk(self) -> bool:
+        where = f"{self.source.name}/{self.name}"
         mode = self.source.config.backfill
         if mode != "auto":
+            how = "a bulk operation" if mode == "bulk" else "pages"
+            logger.info("%s: first sync by %s (backfill: %s)", where, how, mode)
             return mode == "bulk"
         operation, document = queries.COUNT_QUERIES[self.spec.count_root]
         data = self.client.graphql(operation, document, {})
         count = data.get(self.spec.count_root) or {}
-        total = int(count.get("count") or 0)
-        logger.info("%s: %s %s in the shop", self.source.name, total, self.spec.root)
-        return total >= self.source.config.bulk_threshold
+        plan = plan_backfill(
+            int(count.get("count") or 0),
+            self.spec,
+            self.client.stats.last_status,
+            bulk_threshold=self.source.config.bulk_threshold,
+            max_paged=self.source.config.duration("max_paged_backfill"),
+            at_least=count.get("precision") == "AT_LEAST",
+        )
+        logger.info("%s: first sync %s", where, plan.describe())
+        return plan.bulk
 
     def _bulk_query(self, st: PassState) -> str:
         return queries.bulk_query(self.spec.root, queries.updated_window(parse_time(st.since), parse_time(st.until)))
@@ -410,6 +431,74 @@ class _Batch:
 
     def page(self, state: dict[str, Any]) -> Page:
         return Page(self.records, state, skipped=self.skipped, errors=self.errors)
+
+
+@dataclass(frozen=True)
+class BackfillPlan:
+    """How a first sync reads everything, and why (see :func:`plan_backfill`)."""
+
+    bulk: bool
+    objects: int
+    at_least: bool
+    root: str
+    pages: int
+    points: float
+    seconds: float
+    restore_rate: float
+    available: float
+    reason: str
+
+    def describe(self) -> str:
+        """One log line: the choice, the estimate it was made on, and the rule that decided."""
+        how = "by a bulk operation" if self.bulk else "by pages"
+        count = f"at least {self.objects:,}" if self.at_least else f"{self.objects:,}"
+        return (
+            f"{how}: {count} {self.root}; paging needs {self.pages:,} pages x"
+            f" {self.points / max(self.pages, 1):,.0f} points = {self.points:,.0f} points, {self.available:,.0f}"
+            f" available and {self.restore_rate:,.0f} restored per second: about {self.seconds:,.0f} s; {self.reason}"
+        )
+
+
+def plan_backfill(
+    objects: int,
+    spec: StreamSpec,
+    throttle: Mapping[str, float],
+    *,
+    bulk_threshold: int,
+    max_paged: timedelta,
+    at_least: bool = False,
+) -> BackfillPlan:
+    """Whether a first sync of ``objects`` nodes should run a bulk operation rather than pages.
+
+    Paging is paced by the shop's cost bucket: ``objects / page_size`` pages of ``page_cost`` requested points
+    each, of which the bucket holds ``available`` now and restores ``restoreRate`` per second, so the paged read
+    takes about ``(pages x page_cost - available) / restoreRate`` seconds (requested costs: the pacer waits for
+    them before each page). A bulk operation costs a few requests however large the shop, but waits in
+    Shopify's queue and is polled: paging wins only while it is short. So: a bulk operation when the estimate
+    exceeds ``max_paged``, or from ``bulk_threshold`` objects on whatever it says.
+
+    Args:
+        objects: the shop's count of the stream's nodes.
+        spec: the stream (page size and page cost).
+        throttle: the last ``throttleStatus`` (``available``, ``maximum``, ``rate``); without one the old
+            Standard restore rate of 50 points per second is assumed.
+        bulk_threshold: the object count from which a bulk operation is used anyway.
+        max_paged: the longest paged read that is preferred to a bulk operation.
+        at_least: the count is a lower bound (``precision: AT_LEAST``: Shopify counts up to 10,000 by default).
+    """
+    pages = max(1, math.ceil(objects / spec.page_size))
+    points = float(pages * spec.page_cost)
+    rate = float(throttle.get("rate") or INITIAL_RESTORE_RATE)
+    available = float(throttle.get("available", throttle.get("maximum", 0.0)))
+    seconds = max(points - available, 0.0) / rate
+    limit = max_paged.total_seconds()
+    if objects >= bulk_threshold:
+        bulk, reason = True, f"at least bulk_threshold ({bulk_threshold:,}) objects"
+    elif seconds > limit:
+        bulk, reason = True, f"longer than max_paged_backfill ({limit:g} s)"
+    else:
+        bulk, reason = False, f"within max_paged_backfill ({limit:g} s)"
+    return BackfillPlan(bulk, objects, at_least, spec.root, pages, points, seconds, rate, available, reason)
 
 
 def _smaller_page(first: int, exc: QueryCostError) -> int:

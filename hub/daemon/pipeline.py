@@ -153,24 +153,17 @@ class Pipeline:
             self._pipeline_lock.release()
 
     def _evaluate(self, incremental: bool) -> None:
-        from hub.push.service import queue_webhooks
-        from segment_rules.configured import load_configured_rules, quality_settings, rules_folder, scoring_settings
-        from segment_rules.engine import evaluate
-        from segment_rules.report import changed_since_last_run
+        from segment_rules.configured import evaluate_configured, rules_folder
 
-        loaded = self.config
-        if not rules_folder(loaded).exists():
+        if not rules_folder(self.config).exists():
             return
         started = time.perf_counter()
-        people = changed_since_last_run(self.store) if incremental else None
-        if people == []:
+        result = evaluate_configured(self.store, self.config, changed_only=incremental)
+        if result is None:
             return
-        result = evaluate(self.store, load_configured_rules(loaded), settings=scoring_settings(loaded),
-                          quality=quality_settings(loaded), person_ids=people)
         for change in result.segments:
             self.metrics.segment_size.labels(change.segment).set(change.size)
         self._observe("segment", "incremental" if result.incremental else "full", "ok", started)
-        queue_webhooks(self.store, loaded.model.push)
 
     def _push_all(self) -> None:
         from hub.push.service import PushOptions, deliver_webhooks, push_configured

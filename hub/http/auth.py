@@ -243,6 +243,9 @@ class OAuth2RefreshAuth(httpx.Auth):
 
     def _refresh(self) -> Generator[httpx.Request, httpx.Response, None]:
         response = yield self._build(self._params)
+        # This class drives sync_auth_flow itself, which bypasses httpx's reading of ``requires_response_body``:
+        # over a real connection the token answer is still a stream until read here.
+        response.read()
         token = self._parse(response)
         register_secret(token.access_token.get_secret_value())
         self._access = token.access_token

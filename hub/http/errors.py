@@ -128,7 +128,8 @@ def error_for_response(
     if status in _TRANSIENT_4XX or (status >= 500 and status not in _PERMANENT_5XX):
         wait = retry_after_seconds(response.headers.get("Retry-After"))
         return TransientError(
-            f"{prefix}HTTP {status} {response.reason_phrase}{_tail(body)}", retry_after=wait
+            f"{prefix}HTTP {status} {response.reason_phrase}{_tail(body)}", retry_after=wait,
+            rate_limited=status == 429,
         )
     cls = NotFoundError if status == 404 else HttpError
     return cls(f"{prefix}HTTP {status} {response.reason_phrase}{_tail(body)}", status=status, body=body)

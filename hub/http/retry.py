@@ -25,13 +25,19 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Attempts a request gets in all when the server keeps naming its wait (429 with Retry-After), as a multiple of
+# ``max_attempts``; the total wait caps it too.
+RATE_LIMITED_FACTOR = 6
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how long to retry a transient failure.
 
     Args:
-        max_attempts: attempts in all, the first one included (1 disables retries).
+        max_attempts: attempts in all, the first one included (1 disables retries). Rate-limit refusals whose
+            wait the server named (a 429's ``Retry-After``) do not count against it, up to
+            ``RATE_LIMITED_FACTOR`` times as many attempts; ``max_total_wait`` still caps the time.
         initial_wait: the first backoff wait in seconds; it doubles on every retry.
         max_wait: cap on one backoff wait.
         max_retry_after: a ``Retry-After`` longer than this is not slept inside a request: the TransientError
@@ -93,10 +99,17 @@ class RetryPolicy:
         return retrying(fn)
 
     def _stop(self, state: RetryCallState) -> bool:
-        if state.attempt_number >= self.max_attempts:
-            return True
         after = _retry_after(state)
         if after is not None and after > self.max_retry_after:
+            return True
+        # A wait the server named (a 429's Retry-After) is pacing, not a failure: it does not use up the
+        # attempts, so a rate-limit storm is waited out as long as the total wait allows.
+        counted = getattr(state, "_hub_counted", None)
+        if counted is None or counted[0] != state.attempt_number:
+            failures = (counted[1] if counted else 0) + (0 if _paced(state) else 1)
+            state._hub_counted = (state.attempt_number, failures)  # type: ignore[attr-defined]
+        failures = state._hub_counted[1]  # type: ignore[attr-defined]
+        if failures >= self.max_attempts or state.attempt_number >= self.max_attempts * RATE_LIMITED_FACTOR:
             return True
         return state.idle_for + self._wait(state) > self.max_total_wait
 
@@ -131,6 +144,12 @@ class RetryPolicy:
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 """For requests that must not be repeated (non-idempotent writes)."""
+
+
+def _paced(state: RetryCallState) -> bool:
+    """The last attempt was refused for a rate limit with a named wait."""
+    exc = state.outcome.exception() if state.outcome is not None and state.outcome.failed else None
+    return isinstance(exc, TransientError) and exc.rate_limited and exc.retry_after is not None
 
 
 def _retry_after(state: RetryCallState) -> float | None:

@@ -43,6 +43,7 @@ CONTROL_PREFIX = "/_sandbox"
 
 _KIND_ALIASES = {
     "repeat": "repeat",
+    "echo": "echo",
     "wrong_type": "wrong_type",
     "drop_field": "drop_field",
     "unknown_field": "unknown_field",
@@ -59,7 +60,7 @@ _KIND_ALIASES = {
 }
 FAULT_KINDS = (
     "429", "5xx", "timeout", "malformed", "truncated", "token_expiry", "delay",
-    "repeat", "wrong_type", "drop_field", "unknown_field",
+    "repeat", "wrong_type", "drop_field", "unknown_field", "echo",
 )
 # Faults that rewrite a real answer's JSON body (schema drift, a bad record). One that finds nothing to rewrite in
 # an answer (no such field, not JSON, an error status) is not spent on it and waits for the next matching answer.
@@ -99,7 +100,8 @@ class Fault:
         injected: how many requests it has hit so far.
 
     A ``repeat`` fault answers with the answer of the previous request to the same endpoint (a pagination cursor
-    that comes back, a page served twice).
+    that comes back, a page served twice). An ``echo`` fault answers ``status`` (default 400) with the request's
+    URL and headers in the body, as some gateways do: credentials included, which the client must never show.
     """
 
     id: int
@@ -136,10 +138,11 @@ def parse_fault(body: Mapping[str, Any], fault_id: int = 0) -> Fault:
     """Validate a fault request body.
 
     Fields: ``kind`` (``429``, ``5xx``, ``timeout``, ``malformed``, ``truncated``, ``token_expiry``,
-    ``delay``, ``repeat``, ``wrong_type``, ``drop_field``, ``unknown_field``), and optionally ``count`` (default
-    1; null = until cleared), ``path`` (prefix), ``method``, ``skip``, ``status`` (5xx: default 500),
-    ``retry_after`` (429: default 1; null: no header), ``delay`` (seconds), ``processed`` (timeout only),
-    ``field`` and ``value`` (the rewrite kinds; ``wrong_type`` and ``drop_field`` need ``field``).
+    ``delay``, ``repeat``, ``wrong_type``, ``drop_field``, ``unknown_field``, ``echo``), and optionally
+    ``count`` (default 1; null = until cleared), ``path`` (prefix), ``method``, ``skip``, ``status`` (5xx:
+    default 500; echo: default 400), ``retry_after`` (429: default 1; null: no header), ``delay`` (seconds),
+    ``processed`` (timeout only), ``field`` and ``value`` (the rewrite kinds; ``wrong_type`` and
+    ``drop_field`` need ``field``).
 
     Raises:
         ValueError: with a message for the 400 answer.
@@ -154,7 +157,7 @@ def parse_fault(body: Mapping[str, Any], fault_id: int = 0) -> Fault:
     count = body.get("count", 1)
     if count is not None and (not isinstance(count, int) or count < 1):
         raise ValueError("count must be a positive integer or null")
-    status = int(body.get("status", 429 if kind == "429" else 500))
+    status = int(body.get("status", {"429": 429, "echo": 400}.get(kind, 500)))
     if kind == "5xx" and not 500 <= status <= 599:
         raise ValueError(f"a 5xx fault needs a status in 500..599, got {status}")
     retry_after = body.get("retry_after", 1.0)
@@ -426,6 +429,10 @@ class Sandbox:
     def _apply_fault(self, fault: Fault, request: httpx.Request, endpoint: str) -> httpx.Response | Hang:
         if fault.kind in ("429", "5xx"):
             return self._error(request, fault)
+        if fault.kind == "echo":
+            # Headers first: clients shorten long error bodies, and the credentials are what this fault is about.
+            return json_response(fault.status, {"error": "bad request", "request": {
+                "headers": dict(request.headers), "method": request.method, "url": str(request.url)}})
         if fault.kind == "repeat":
             with self._state_lock:
                 previous = self._last_answers.get(endpoint)

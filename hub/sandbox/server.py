@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,6 +57,15 @@ class _Server(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (killed, timed out) is ordinary here: one debug line, no traceback
+        on stderr; anything else is logged with its traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            logger.debug("%s: client %s went away: %s", self.sandbox.vendor, client_address, error)
+            return
+        logger.exception("%s: error serving %s", self.sandbox.vendor, client_address)
 
     def drop_connections(self) -> None:
         """Close every open (keep-alive or hung) connection, so no handler outlives the server."""

@@ -264,3 +264,16 @@ def test_no_token_reaches_error_text() -> None:
         client(echo_403, oauth(Clock())).get("/x")
     assert "access-token-0001" not in str(info.value)
     assert "scope" in str(info.value)
+
+
+def test_a_token_answer_that_arrives_as_a_stream_is_read() -> None:
+    # Over a real connection httpx hands the auth flow an unread (streamed) response; MockTransport answers are
+    # read already, which once hid that the refresh never read the token answer.
+    server = OAuthServer()
+
+    def streaming(request: httpx.Request) -> httpx.Response:
+        answer = server(request)
+        return httpx.Response(answer.status_code, headers=answer.headers, stream=httpx.ByteStream(answer.content))
+
+    assert client(streaming, oauth(Clock())).get("/crm").json() == {"ok": True}
+    assert server.api_auth == ["Bearer access-token-0001"]

@@ -289,3 +289,19 @@ def test_user_agent_and_timeout_are_set() -> None:
     client.get("/x")
     assert seen[0].headers["User-Agent"].startswith("audience-hub/")
     assert client.http.timeout.connect == 10 and client.http.timeout.read == 30
+
+
+def test_a_rate_limit_storm_with_retry_after_is_waited_out_beyond_max_attempts() -> None:
+    storm = [httpx.Response(429, headers={"Retry-After": "1"}) for _ in range(7)]
+    handler, seen = scripted(*storm, httpx.Response(200, json={"ok": True}))
+    sleeps = Sleeps()
+    assert client_for(handler, sleeps).get("/x").json() == {"ok": True}
+    assert len(seen) == 8 and sleeps.waits == [1.0] * 7
+
+
+def test_failures_without_a_named_wait_still_stop_at_max_attempts_even_between_429s() -> None:
+    mixed = [httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(503)] * 4
+    handler, seen = scripted(*mixed)
+    with pytest.raises(TransientError):
+        client_for(handler, Sleeps()).get("/x")
+    assert [r.status_code for r in mixed[: len(seen)]].count(503) == 4  # the 4th plain failure ends it

@@ -350,3 +350,11 @@ def test_a_rewrite_that_finds_nothing_waits_for_an_answer_it_can_rewrite(client:
 @pytest.mark.parametrize("body", [{"kind": "wrong_type"}, {"kind": "drop_field"}, {"kind": "drop_field", "field": 3}])
 def test_rewrite_faults_need_a_field(client: httpx.Client, body: dict[str, object]) -> None:
     assert client.post("/_sandbox/faults", json=body).status_code == 400
+
+
+def test_echo_answers_with_the_request_headers_credentials_included(client: httpx.Client) -> None:
+    authed(client)
+    client.post("/_sandbox/faults", json={"kind": "echo", "status": 422})
+    echoed = client.get("/v1/contacts")
+    assert echoed.status_code == 422
+    assert echoed.json()["request"]["headers"]["authorization"] == client.headers["Authorization"]

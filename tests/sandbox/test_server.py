@@ -137,3 +137,18 @@ def test_stop_is_quick_with_a_hung_request_and_idle_keep_alive() -> None:
         httpx.get(f"{url}/v1/contacts", timeout=1)
     hung.close()
     idle.close()
+
+
+def test_a_client_that_goes_away_mid_request_leaves_no_traceback(
+    served: tuple[str, Sandbox, ToyEmulator], capfd: pytest.CaptureFixture[str]
+) -> None:
+    host, port = served[0].removeprefix("http://").split(":")
+    for _ in range(3):
+        raw = socket.create_connection((host, int(port)))
+        raw.sendall(b"GET /v1/contacts HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        raw.close()  # a reset, as when the client process is killed
+    time.sleep(0.3)
+    with httpx.Client(base_url=served[0]) as c:
+        assert c.post("/oauth/token").status_code == 200  # still serving
+    assert "Traceback" not in capfd.readouterr().err

@@ -24,11 +24,8 @@ from connectors.hubspot.source import HubSpotSource
 from hub.http import RetryPolicy
 from hub.registry import BuildContext
 from hub.sandbox.business import Business
-from hub.sandbox.control import Sandbox
-from hub.sandbox.emulator import EmulatorContext, SandboxClock
-from tests.contract.openapi import recorded
+from tests.connectors.sandboxed import Sandboxed, rigs, sandboxed
 
-from ...support import FakeTime
 from .contract import check_exchanges, specs_present
 
 BASE_URL = "http://hubspot.sandbox"
@@ -51,15 +48,10 @@ def business() -> Business:
 
 
 @dataclass
-class HubSpotRig:
+class HubSpotRig(Sandboxed[HubSpotEmulator]):
     """The emulator, its sandbox, the recorded exchanges and a build context pointing at it."""
 
-    emulator: HubSpotEmulator
-    sandbox: Sandbox
-    exchanges: list[tuple[httpx.Request, httpx.Response]]
-    ctx: BuildContext
-    time: FakeTime
-    built: list[Any] = field(default_factory=list)
+    ctx: BuildContext = field(default_factory=lambda: BuildContext(resolve_secret=_resolve))
     # Requests written by hand in a test (to probe the emulator) are not the connector's: only the emulator's
     # answers to them are contract-checked.
     check_requests: bool = True
@@ -68,27 +60,19 @@ class HubSpotRig:
         config = HubSpotSourceConfig.model_validate(
             {"type": "hubspot", "base_url": BASE_URL, "token": "env:HUBSPOT_TOKEN", **entry}
         )
-        source = HubSpotSource(config, "crm", self.ctx, retry=FAST, clock=self.time.datetime)
-        self.built.append(source)
+        source: HubSpotSource = self.keep(HubSpotSource(config, "crm", self.ctx, retry=FAST, clock=self.time.datetime))
         return source
 
     def sink(self, **entry: Any) -> HubSpotSink:
         config = HubSpotDestinationConfig.model_validate(
             {"type": "hubspot", "base_url": BASE_URL, "token": "env:HUBSPOT_TOKEN", **entry}
         )
-        sink = HubSpotSink(config, "crm-tags", self.ctx, retry=FAST)
-        self.built.append(sink)
+        sink: HubSpotSink = self.keep(HubSpotSink(config, "crm-tags", self.ctx, retry=FAST))
         return sink
-
-    def stats(self) -> dict[str, Any]:
-        return httpx.Client(transport=httpx.MockTransport(self.sandbox)).get(f"{BASE_URL}/_sandbox/stats").json()
-
-    def calls(self) -> int:
-        return int(self.stats()["requests"])
 
     def fresh_context(self) -> BuildContext:
         """A new build context on the same sandbox (a new run: no shared pacer or token)."""
-        self.ctx = _context(self.ctx.transports["hubspot"])
+        self.ctx = _context(self.transport)
         return self.ctx
 
 
@@ -100,35 +84,22 @@ def _context(transport: httpx.BaseTransport) -> BuildContext:
     return BuildContext(resolve_secret=_resolve, transports={"hubspot": transport})
 
 
-def make_rig(business: Business, *, speed: float = 50.0, **emulator: Any) -> HubSpotRig:
-    time = FakeTime()
-    clock = SandboxClock(speed=speed, time_fn=time)
-    ctx = EmulatorContext.create(business, clock=clock)
+def make_rig(business: Business, *, speed: float = 50.0, direct: bool = False, **emulator: Any) -> HubSpotRig:
     emulator.setdefault("search_lag_s", 0.0)
-    hub = HubSpotEmulator(ctx, **emulator)
-    sandbox = Sandbox(hub, sleep=lambda _s: None)
-    handler, exchanges = recorded(sandbox)
-    return HubSpotRig(hub, sandbox, exchanges, _context(httpx.MockTransport(handler)), time)
+    parts = sandboxed(lambda ctx: HubSpotEmulator(ctx, **emulator), business, speed=speed)
+    return HubSpotRig(*parts, ctx=_context(parts[3]), check_requests=not direct)
+
+
+def _contract_check(made: list[HubSpotRig]) -> None:
+    if specs_present():
+        for rig in made:
+            check_exchanges(rig.exchanges, requests=rig.check_requests)
 
 
 @pytest.fixture
 def rig_factory(business: Business) -> Iterator[Callable[..., HubSpotRig]]:
     """Build rigs; every exchange they record is contract-checked when the test ends (if the specs exist)."""
-    rigs: list[HubSpotRig] = []
-
-    def build(*, direct: bool = False, **emulator: Any) -> HubSpotRig:
-        rig = make_rig(emulator.pop("business", business), **emulator)
-        rig.check_requests = not direct
-        rigs.append(rig)
-        return rig
-
-    yield build
-    for rig in rigs:
-        for item in rig.built:
-            item.close()
-    if specs_present():
-        for rig in rigs:
-            check_exchanges(rig.exchanges, requests=rig.check_requests)
+    yield from rigs(lambda **options: make_rig(options.pop("business", business), **options), _contract_check)
 
 
 @pytest.fixture

@@ -46,8 +46,8 @@ def test_tags_appear_on_the_contacts_and_the_property_is_created_with_its_option
     assert value(rig, ids[0]) == {"hub:vip", "hub:lapsed"}
     assert all(value(rig, i) == {"hub:vip"} for i in ids[1:])
     endpoints = rig.stats()["endpoints"]
-    assert endpoints["POST /crm/v3/objects/{objectType}/batch/update"] == 2  # 150 contacts, 100 per call
-    assert endpoints["POST /crm/v3/objects/{objectType}/batch/read"] == 2
+    assert endpoints["POST /crm/v3/objects/contacts/batch/update"] == 2  # 150 contacts, 100 per call
+    assert endpoints["POST /crm/v3/objects/contacts/batch/read"] == 2
 
 
 def test_no_changes_cost_no_calls_and_repeating_a_push_writes_nothing(rig: HubSpotRig) -> None:
@@ -60,7 +60,7 @@ def test_no_changes_cost_no_calls_and_repeating_a_push_writes_nothing(rig: HubSp
     assert rig.calls() == before  # nothing sent
     again = sink.apply([add("hub:vip", i) for i in ids])
     assert {r.outcome for r in again} == {Outcome.ACKNOWLEDGED}
-    assert "POST /crm/v3/objects/{objectType}/batch/update" not in _since(rig, before)  # only the read
+    assert "POST /crm/v3/objects/contacts/batch/update" not in _since(rig, before)  # only the read
 
 
 def _since(rig: HubSpotRig, before: int) -> list[str]:

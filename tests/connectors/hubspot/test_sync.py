@@ -59,9 +59,10 @@ def test_first_sync_pulls_every_contact_and_deal_with_one_request_per_page(store
     assert result.status == "ok"
     endpoints = rig.stats()["endpoints"]
     deal_pages = math.ceil(deals / 100)
-    assert endpoints["GET /crm/v3/objects/{objectType}"] == math.ceil(contacts / 100) + deal_pages
-    assert endpoints["POST /crm/v4/associations/{fromObjectType}/{toObjectType}/batch/read"] == deal_pages
-    assert endpoints["GET /crm/v3/pipelines/{objectType}"] == 1
+    assert endpoints["GET /crm/v3/objects/contacts"] == math.ceil(contacts / 100)
+    assert endpoints["GET /crm/v3/objects/deals"] == deal_pages
+    assert endpoints["POST /crm/v4/associations/deals/contacts/batch/read"] == deal_pages
+    assert endpoints["GET /crm/v3/pipelines/deals"] == 1
     assert rig.stats()["rate_limited"] == 0
     summary = store.summary()
     assert summary.people == contacts
@@ -174,7 +175,7 @@ def test_more_than_10000_contacts_with_one_timestamp_complete(tmp_path: Path, ri
         result = sync_source(store, rig.source(streams=["contacts"], detect_deleted=False), "hubspot")
         assert result.as_dict()["streams"]["contacts"]["records"] == 10_500
         assert sorted(map(int, raw_ids(store, "contact"))) == ids  # every one, each exactly once
-        searches = rig.stats()["endpoints"]["POST /crm/v3/objects/{objectType}/search"]
+        searches = rig.stats()["endpoints"]["POST /crm/v3/objects/contacts/search"]
         assert searches == math.ceil(10_500 / 200)
         assert store.get_state("crm", "contacts")["phase"] == "idle"
     finally:
@@ -191,8 +192,8 @@ def test_long_property_lists_are_split_between_the_listing_and_batch_reads(store
     result = sync_source(store, rig.source(streams=["contacts"], properties=many), "hubspot")
     assert rig.stats()["statuses"].get("414") is None
     endpoints = rig.stats()["endpoints"]
-    pages = endpoints["GET /crm/v3/objects/{objectType}"]
-    assert endpoints["POST /crm/v3/objects/{objectType}/batch/read"] == pages * 3  # three more groups per page
+    pages = endpoints["GET /crm/v3/objects/contacts"]
+    assert endpoints["POST /crm/v3/objects/contacts/batch/read"] == pages * 3  # three more groups per page
     assert result.status == "ok"
     with store.engine.connect() as conn:
         props = (

@@ -39,7 +39,7 @@ def fast_retry(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
 @pytest.fixture
 def rig(sandbox: Sandbox) -> Iterator[Rig]:
     """The sandbox with builders; what the connector sent and the emulator answered is checked at the end."""
-    built = Rig(sandbox)
+    built = Rig.around(sandbox)
     yield built
     built.close()
     if spec_present():

@@ -51,7 +51,23 @@ def _oauth_bearer(spec: Any) -> None:
     spec["security"] = [*spec.get("security", []), {"oauthBearer": []}]
 
 
-DEVIATIONS: tuple[Callable[[Any], None], ...] = (_empty_member_timestamps, _oauth_bearer)
+def _unresolvable_discriminators(node: Any) -> None:
+    # The activity feed's items are a oneOf with a discriminator on activity_type but no mapping. In the
+    # expanded file every schema is inlined (there is no components.schemas), so a validator resolving the
+    # discriminator looks for "#/components/schemas/open" and fails on every item. Each variant pins
+    # activity_type with an enum, so the oneOf alone tells them apart: the discriminator is dropped.
+    if isinstance(node, dict):
+        discriminator = node.get("discriminator")
+        if isinstance(discriminator, dict) and "oneOf" in node and not discriminator.get("mapping"):
+            del node["discriminator"]
+        for value in node.values():
+            _unresolvable_discriminators(value)
+    elif isinstance(node, list):
+        for value in node:
+            _unresolvable_discriminators(value)
+
+
+DEVIATIONS: tuple[Callable[[Any], None], ...] = (_empty_member_timestamps, _oauth_bearer, _unresolvable_discriminators)
 
 
 @cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import httpx
@@ -21,7 +20,9 @@ from hub.registry import BuildContext
 from hub.sandbox.business import Business
 from hub.sandbox.control import Sandbox
 from hub.sandbox.emulator import EmulatorContext
+from tests.connectors.sandboxed import Sandboxed
 from tests.contract.openapi import recorded
+from tests.support import FakeTime
 
 WRONG_KEY = "deadbeefdeadbeefdeadbeefdeadbeef-us21"
 OTHER_DC_KEY = "c0ffee00c0ffee00c0ffee00c0ffee00-us7"
@@ -108,50 +109,30 @@ def requests_to(sandbox: Sandbox, endpoint: str) -> int:
 
 
 @dataclass
-class Rig:
+class Rig(Sandboxed[MailchimpEmulator]):
     """A sandbox, the exchanges it saw (contract-checked by the ``rig`` fixture), and builders wired to it.
 
     Every :meth:`source` and :meth:`sink` gets a fresh build context, that is a new run with its own
     account pacer, as ``hub sync`` and ``hub push`` have.
     """
 
-    sandbox: Sandbox
-    built: list[Any] = field(default_factory=list)
-
-    @cached_property
-    def _recorder(self) -> tuple[Callable[[httpx.Request], httpx.Response], list[tuple[httpx.Request, httpx.Response]]]:
-        return recorded(self.sandbox)
-
-    @property
-    def exchanges(self) -> list[tuple[httpx.Request, httpx.Response]]:
-        return self._recorder[1]
-
-    @property
-    def emulator(self) -> MailchimpEmulator:
-        return emulator_of(self.sandbox)
+    @classmethod
+    def around(cls, sandbox: Sandbox) -> Rig:
+        """A rig recording what ``sandbox`` answers."""
+        handler, exchanges = recorded(sandbox)
+        return cls(emulator_of(sandbox), sandbox, exchanges, httpx.MockTransport(handler), FakeTime())
 
     @property
     def list_id(self) -> str:
         return self.emulator.list_id
 
     def context(self) -> BuildContext:
-        return context(self._recorder[0])
+        return BuildContext(resolve_secret=resolve, transports={"mailchimp": self.transport})
 
     def source(self, **entry: Any) -> MailchimpSource:
-        source = build_source(self.context(), **entry)
-        self.built.append(source)
+        source: MailchimpSource = self.keep(build_source(self.context(), **entry))
         return source
 
     def sink(self, **entry: Any) -> MailchimpSink:
-        sink = build_sink(self.context(), self.list_id, **entry)
-        self.built.append(sink)
+        sink: MailchimpSink = self.keep(build_sink(self.context(), self.list_id, **entry))
         return sink
-
-    def calls(self, endpoint: str | None = None) -> int:
-        """Requests the sandbox answered (to one endpoint, e.g. ``POST /lists/{list_id}/segments/{segment_id}``)."""
-        stats = self.sandbox.stats()
-        return int(stats["requests"] if endpoint is None else stats["endpoints"].get(endpoint, 0))
-
-    def close(self) -> None:
-        for item in self.built:
-            item.close()

@@ -36,7 +36,7 @@ def large_business() -> Business:
 
 @pytest.fixture
 def big(large_business: Business) -> Iterator[Rig]:
-    rig = Rig(make_sandbox(large_business))
+    rig = Rig.around(make_sandbox(large_business))
     yield rig
     rig.close()
     if spec_present():

@@ -244,7 +244,7 @@ def test_new_opens_of_recent_campaigns_arrive_incrementally(store: Store, rig: R
 
 def test_a_first_sync_uses_up_to_ten_connections_and_never_more(store: Store, business: Business) -> None:
     sandbox = make_sandbox(business, latency=Latency(base_s=0.01))
-    rig = Rig(sandbox)
+    rig = Rig.around(sandbox)
     try:
         sync_source(store, rig.source(page_size=10), "mailchimp")
     finally:
@@ -257,7 +257,7 @@ def test_a_first_sync_uses_up_to_ten_connections_and_never_more(store: Store, bu
 
 def test_one_connection_means_one_request_at_a_time(store: Store, business: Business) -> None:
     sandbox = make_sandbox(business, latency=Latency(base_s=0.002))
-    rig = Rig(sandbox)
+    rig = Rig.around(sandbox)
     try:
         sync_source(store, rig.source(page_size=50, connections=1), "mailchimp")
     finally:

@@ -26,11 +26,8 @@ from connectors.shopify.source import ShopifySource
 from hub.http import Pacer, RetryPolicy, TokenBucket
 from hub.registry import BuildContext
 from hub.sandbox.business import Business
-from hub.sandbox.control import Sandbox
-from hub.sandbox.emulator import EmulatorContext, SandboxClock
-from tests.contract.openapi import recorded
+from tests.connectors.sandboxed import Sandboxed, rigs, sandboxed
 
-from ...support import FakeTime
 from .schemas import invalid_documents, shipped_schemas
 
 BASE_URL = "http://shopify.sandbox"
@@ -45,20 +42,14 @@ def business() -> Business:
 
 
 @dataclass
-class ShopifyRig:
+class ShopifyRig(Sandboxed[ShopifyEmulator]):
     """The emulator, its sandbox, the recorded exchanges and builders of sources and sinks pointing at it."""
 
-    emulator: ShopifyEmulator
-    sandbox: Sandbox
-    exchanges: list[tuple[httpx.Request, httpx.Response]]
-    transport: httpx.MockTransport
-    time: FakeTime
     shared: dict[str, Any] = field(default_factory=dict)
-    built: list[Any] = field(default_factory=list)
 
     def client(self, token: str = SANDBOX_TOKEN, api_version: str = "2026-07") -> ShopifyClient:
         pacer = self.shared.setdefault("pacer", Pacer.single(TokenBucket(1000.0, 50.0)))
-        client = ShopifyClient(
+        client: ShopifyClient = self.keep(ShopifyClient(
             "sandbox-shop",
             SecretStr(token),
             api_version,
@@ -66,8 +57,7 @@ class ShopifyRig:
             pacer=pacer,
             transport=self.transport,
             retry=FAST,
-        )
-        self.built.append(client)
+        ))
         return client
 
     def source(self, token: str = SANDBOX_TOKEN, **entry: Any) -> ShopifySource:
@@ -95,16 +85,6 @@ class ShopifyRig:
         """A build context for the registry's builders (``connectors.shopify.build_source``)."""
         return BuildContext(resolve_secret=lambda ref: SecretStr(TOKENS[ref]), transports={"shopify": self.transport},
                             shared=self.shared)
-
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = httpx.Client(transport=self.transport).get(f"{BASE_URL}/_sandbox/stats").json()
-        return result
-
-    def clear_stats(self) -> None:
-        httpx.Client(transport=self.transport).delete(f"{BASE_URL}/_sandbox/stats")
-
-    def calls(self) -> int:
-        return int(self.stats()["requests"])
 
     def graphql(self, document: str, variables: dict[str, Any] | None = None, *, token: str = SANDBOX_TOKEN,
                 version: str = "2026-07") -> dict[str, Any]:
@@ -141,35 +121,24 @@ class FakeMonotonic:
 def make_rig(
     business: Business, *, speed: float = 1000.0, monotonic: FakeMonotonic | None = None, **emulator: Any
 ) -> ShopifyRig:
-    time = FakeTime()
-    clock = SandboxClock(speed=speed, time_fn=time, **({"monotonic_fn": monotonic} if monotonic else {}))
-    ctx = EmulatorContext.create(business, clock=clock)
-    shop = ShopifyEmulator(ctx, **emulator)
-    shop.add_token("shpat_readonly", ["read_customers"])
-    sandbox = Sandbox(shop, sleep=lambda _s: None)
-    handler, exchanges = recorded(sandbox)
-    return ShopifyRig(shop, sandbox, exchanges, httpx.MockTransport(handler), time)
+    rig = ShopifyRig(*sandboxed(lambda ctx: ShopifyEmulator(ctx, **emulator), business, speed=speed,
+                                monotonic=monotonic))
+    rig.emulator.add_token("shpat_readonly", ["read_customers"])
+    return rig
+
+
+def _schema_check(made: list[ShopifyRig]) -> None:
+    schemas = shipped_schemas()
+    if schemas:
+        documents = {doc for r in made for doc in sent_documents(r.exchanges)}
+        problems = invalid_documents(documents, schemas)
+        assert not problems, f"documents the connector sent are invalid for a shipped schema: {problems}"
 
 
 @pytest.fixture
 def rig_factory(business: Business) -> Iterator[Callable[..., ShopifyRig]]:
     """Build rigs; every GraphQL document a connector sent through them is schema-checked when the test ends."""
-    rigs: list[ShopifyRig] = []
-
-    def build(**emulator: Any) -> ShopifyRig:
-        rig = make_rig(emulator.pop("business", business), **emulator)
-        rigs.append(rig)
-        return rig
-
-    yield build
-    for rig in rigs:
-        for item in rig.built:
-            item.close()
-    schemas = shipped_schemas()
-    if schemas:
-        documents = {doc for r in rigs for doc in sent_documents(r.exchanges)}
-        problems = invalid_documents(documents, schemas)
-        assert not problems, f"documents the connector sent are invalid for a shipped schema: {problems}"
+    yield from rigs(lambda **options: make_rig(options.pop("business", business), **options), _schema_check)
 
 
 @pytest.fixture

@@ -10,8 +10,16 @@ from __future__ import annotations
 import pytest
 
 from connectors.shopify import queries
-from connectors.shopify.emulator_graphql import compile_operation, requested_cost
-from connectors.shopify.settings import CUSTOMERS, MAX_PAGE_SIZE, MAX_QUERY_COST, MUTATIONS_PER_REQUEST, ORDERS
+from connectors.shopify.emulator_fallback import fallback_schema
+from connectors.shopify.emulator_graphql import parsed, requested_cost
+from connectors.shopify.settings import (
+    CUSTOMERS,
+    MAX_PAGE_SIZE,
+    MAX_QUERY_COST,
+    MUTATIONS_PER_REQUEST,
+    ORDERS,
+    StreamSpec,
+)
 
 from .schemas import VERSIONS, errors_for, require_schema
 
@@ -54,6 +62,12 @@ def test_every_document_validates_against_the_official_schema(version: str, name
     assert errors_for(schema, DOCUMENTS[name]) == []
 
 
+@pytest.mark.parametrize("name", sorted(DOCUMENTS))
+def test_every_document_validates_against_the_sandbox_schema_used_without_the_specs(name: str) -> None:
+    # Without $HUB_SPECS_DIR the emulator serves its own reduced schema: the connector must still work there.
+    assert errors_for(fallback_schema(), DOCUMENTS[name]) == []
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_the_check_is_able_to_fail(version: str) -> None:
     schema = require_schema(version)
@@ -63,19 +77,24 @@ def test_the_check_is_able_to_fail(version: str) -> None:
     assert errors_for(schema, wrong_sort)
 
 
-@pytest.mark.parametrize(
-    ("document", "first"),
-    [(queries.CUSTOMERS_PAGE, CUSTOMERS.page_size), (queries.ORDERS_PAGE, ORDERS.page_size)],
-)
-def test_page_queries_request_no_more_than_the_single_query_limit(document: str, first: int) -> None:
-    op = compile_operation(document)
-    cost = requested_cost(op.fields, {"first": first})
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("spec", [CUSTOMERS, ORDERS], ids=lambda s: s.name)
+def test_page_queries_request_no_more_than_the_single_query_limit(version: str, spec: StreamSpec) -> None:
+    schema = require_schema(version)
+    document = parsed(queries.page_query(spec.root))
+    cost = requested_cost(schema, document, None, {"first": spec.page_size})
     assert cost <= MAX_QUERY_COST
     # One node more per page would not fit, or the page is the API's maximum: the page size is not wasteful.
-    assert first == MAX_PAGE_SIZE or requested_cost(op.fields, {"first": first + 1}) > MAX_QUERY_COST
+    assert spec.page_size == MAX_PAGE_SIZE or requested_cost(
+        schema, document, None, {"first": spec.page_size + 1}
+    ) > MAX_QUERY_COST
+    # The connector's estimate of a page's cost (its backfill decision) is what the shop will ask for.
+    assert spec.page_cost == cost
 
 
-def test_a_full_tags_batch_stays_far_below_the_limit() -> None:
-    op = compile_operation(GENERATED["tags batch (mixed, full)"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_full_tags_batch_stays_far_below_the_limit(version: str) -> None:
+    schema = require_schema(version)
     variables = {f"id{i}": "gid://shopify/Customer/1" for i in range(MUTATIONS_PER_REQUEST)}
-    assert requested_cost(op.fields, variables) <= MAX_QUERY_COST / 2
+    cost = requested_cost(schema, parsed(GENERATED["tags batch (mixed, full)"]), None, variables)
+    assert cost == 10 * MUTATIONS_PER_REQUEST <= MAX_QUERY_COST / 2

@@ -1,14 +1,18 @@
-"""The emulator: schema validation, cost and throttleStatus, THROTTLED, search syntax, paging, scopes, bulk
-operations with their lifecycle and result files, staged uploads, and tagsAdd/tagsRemove with userErrors."""
+"""The emulator: schema validation, fields answered from the data or the schema's defaults, cost and
+throttleStatus, THROTTLED, search syntax, paging, scopes, bulk operations with their lifecycle and result files,
+staged uploads, customer mutations and tagsAdd/tagsRemove with userErrors, the resource names of requests."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.shopify.emulator_data import iso
 
@@ -62,12 +66,17 @@ def test_a_field_added_in_a_newer_version_is_rejected_by_the_older_one(rig: Shop
     older = rig.graphql(document, version="2025-01")
     newer = rig.graphql(document, version="2026-07")
     assert older["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
-    assert "does not emulate" in newer["errors"][0]["message"]  # valid there, only outside the emulated subset
+    node = newer["data"]["customers"]["nodes"][0]
+    expected = rig.emulator.data.customers.nodes[rig.emulator.data.customers.by_id[0]]
+    assert node == {"id": expected["id"], "defaultEmailAddress": {"emailAddress": expected["email"]}}
 
 
-def test_a_valid_field_the_sandbox_does_not_emulate_is_refused_not_half_answered(rig: ShopifyRig) -> None:
-    body = rig.graphql("{ customers(first: 1) { nodes { id numberOfOrders } } }")
-    assert "does not emulate" in body["errors"][0]["message"]
+def test_a_mutation_the_shop_does_not_carry_out_is_refused_not_faked(rig: ShopifyRig) -> None:
+    require_schema("2026-07")
+    body = rig.graphql('mutation { productDelete(input: {id: "gid://shopify/Product/1"}) { deletedProductId } }')
+    assert body["errors"][0]["extensions"]["code"] == "NOT_EMULATED"
+    assert "productDelete" in body["errors"][0]["message"]
+    assert "data" not in body
 
 
 def test_bad_token_is_401_and_unknown_version_is_404(rig: ShopifyRig) -> None:
@@ -198,11 +207,11 @@ def bulk_rig(rig_factory: Callable[..., ShopifyRig]) -> tuple[ShopifyRig, FakeMo
 def test_bulk_query_lifecycle_and_its_jsonl_result_url(rig_factory: Callable[..., ShopifyRig]) -> None:
     rig, mono = bulk_rig(rig_factory)
     query = "{ customers { edges { node { id email } } } }"
-    started = rig.graphql(BULK, {"q": query})["data"]["bulkOperationRunQuery"]
+    started = rig.graphql(BULK, {"q": query}, version="2025-01")["data"]["bulkOperationRunQuery"]
     assert started["userErrors"] == []
     op_id = started["bulkOperation"]["id"]
     assert started["bulkOperation"]["status"] == "CREATED"
-    refused = rig.graphql(BULK, {"q": query})["data"]["bulkOperationRunQuery"]
+    refused = rig.graphql(BULK, {"q": query}, version="2025-01")["data"]["bulkOperationRunQuery"]
     assert refused["userErrors"][0]["code"] == "OPERATION_IN_PROGRESS"
     mono.advance(1.0)
     running = rig.graphql(STATUS, {"id": op_id})["data"]["node"]
@@ -330,3 +339,214 @@ def test_mutate_changes_and_deletes_with_new_stamps(rig: ShopifyRig) -> None:
     assert counts["customers_changed"] - counts["customers_deleted"] <= len(changed) <= counts["customers_changed"]
     assert len(changed) > 0
     assert counts["customers_deleted"] > 0
+
+
+def test_five_bulk_queries_may_run_at_once_from_2026_01(rig_factory: Callable[..., ShopifyRig]) -> None:
+    rig, _mono = bulk_rig(rig_factory)
+    query = "{ customers { edges { node { id } } } }"
+    answers = [rig.graphql(BULK, {"q": query})["data"]["bulkOperationRunQuery"] for _ in range(6)]
+    assert [a["userErrors"] for a in answers[:5]] == [[]] * 5
+    assert answers[5]["userErrors"][0]["code"] == "LIMIT_REACHED"
+    assert rig.emulator.stats.bulk_started["QUERY"] == 5
+
+
+def test_a_bulk_operation_queues_then_counts_its_objects_as_it_runs(rig_factory: Callable[..., ShopifyRig]) -> None:
+    rig, mono = bulk_rig(rig_factory)  # 100 objects per vendor second, one second in the queue
+    customers = len(rig.emulator.data.customers.nodes)
+    op_id = rig.graphql(BULK, {"q": "{ customers { edges { node { id } } } }"})["data"]["bulkOperationRunQuery"][
+        "bulkOperation"
+    ]["id"]
+    seen: list[tuple[str, int]] = []
+    for _ in range(12):
+        node = rig.graphql(STATUS, {"id": op_id})["data"]["node"]
+        seen.append((node["status"], int(node["objectCount"])))
+        mono.advance(0.25 + customers / 100 / 10)
+    statuses = [s for s, _ in seen]
+    counts = [c for _, c in seen]
+    assert statuses[0] == "CREATED" and counts[0] == 0
+    assert "RUNNING" in statuses and statuses[-1] == "COMPLETED"
+    assert counts == sorted(counts) and counts[-1] == customers
+    assert any(0 < c < customers for s, c in seen if s == "RUNNING")  # objectCount grows while it runs
+    assert statuses.index("COMPLETED") > statuses.index("RUNNING")
+
+
+def test_a_running_bulk_operation_can_be_canceled(rig_factory: Callable[..., ShopifyRig]) -> None:
+    rig, mono = bulk_rig(rig_factory)
+    op_id = rig.graphql(BULK, {"q": "{ orders { edges { node { id } } } }"})["data"]["bulkOperationRunQuery"][
+        "bulkOperation"
+    ]["id"]
+    cancel = "mutation C($id: ID!) { bulkOperationCancel(id: $id) { bulkOperation { status } userErrors { message } } }"
+    answer = rig.graphql(cancel, {"id": op_id})["data"]["bulkOperationCancel"]
+    assert answer == {"bulkOperation": {"status": "CANCELING"}, "userErrors": []}
+    mono.advance(3600)
+    assert rig.graphql(STATUS, {"id": op_id})["data"]["node"]["status"] == "CANCELED"
+    again = rig.graphql(cancel, {"id": op_id})["data"]["bulkOperationCancel"]
+    assert again["userErrors"] and again["bulkOperation"]["status"] == "CANCELED"
+
+
+# ----------------------------------------------------------------------------------------------- fields of the schema
+
+CUSTOMER_FIELDS = """
+query C($id: ID!) {
+  customer(id: $id) {
+    id numberOfOrders amountSpent { amount currencyCode } canDelete displayName
+    defaultEmailAddress { emailAddress marketingState }
+    lastOrder { id }
+    orders(first: 250) { nodes { id currentTotalPriceSet { shopMoney { amount } } cancelledAt } }
+    addressesV2(first: 5) { nodes { city countryCodeV2 } }
+    metafields(first: 5) { nodes { key } pageInfo { hasNextPage } }
+    smsMarketingConsent { marketingState }
+  }
+}
+"""
+
+
+def test_derived_customer_fields_agree_with_the_orders_the_shop_holds(rig: ShopifyRig) -> None:
+    require_schema("2026-07")
+    data = rig.emulator.data
+    number = max(data.orders_of, key=lambda n: len(data.orders_of[n]))
+    node = data.customers.nodes[number]
+    customer = rig.graphql(CUSTOMER_FIELDS, {"id": node["id"]})["data"]["customer"]
+    orders = data.customer_orders(number)
+    assert customer["numberOfOrders"] == str(len(orders)) == str(len(customer["orders"]["nodes"]))
+    assert [o["id"] for o in customer["orders"]["nodes"]] == sorted(o["id"] for o in orders)
+    spent = sum(Decimal(o["currentTotalPriceSet"]["shopMoney"]["amount"]) for o in customer["orders"]["nodes"]
+                if not o["cancelledAt"])
+    assert Decimal(customer["amountSpent"]["amount"]) == spent
+    assert customer["amountSpent"]["currencyCode"] == rig.emulator.ctx.business.currency
+    assert customer["lastOrder"]["id"] == max(orders, key=lambda o: o["processedAt"])["id"]
+    assert customer["canDelete"] is False
+    assert customer["defaultEmailAddress"]["emailAddress"] == node["email"]
+    assert customer["addressesV2"]["nodes"] == [{"city": node["defaultAddress"]["city"],
+                                                "countryCodeV2": node["defaultAddress"]["countryCodeV2"]}]
+    # Nothing in the data model: the empty answers Shopify gives.
+    assert customer["metafields"] == {"nodes": [], "pageInfo": {"hasNextPage": False}}
+    assert (customer["smsMarketingConsent"] is None) == (not node["phone"])
+
+
+def test_lookups_by_id_and_identifier_and_nodes(rig: ShopifyRig) -> None:
+    require_schema("2026-07")
+    data = rig.emulator.data
+    customer = first_customer(rig)
+    order = data.orders.nodes[data.orders.by_id[0]]
+    item = order["lineItems"][0]
+    body = rig.graphql(
+        """query L($c: ID!, $o: ID!, $li: ID!, $email: String!) {
+          customer(id: $c) { id }
+          byEmail: customerByIdentifier(identifier: {emailAddress: $email}) { id }
+          order(id: $o) { name }
+          wrongKind: customer(id: $o) { id }
+          nodes(ids: [$c, $o, $li, "gid://shopify/Customer/1"]) { __typename id }
+          node(id: $li) { ... on LineItem { title product { title } } }
+        }""",
+        {"c": customer["id"], "o": order["id"], "li": item["id"], "email": str(customer["email"]).upper()},
+    )["data"]
+    assert body["customer"] == body["byEmail"] == {"id": customer["id"]}
+    assert body["order"] == {"name": order["name"]} and body["wrongKind"] is None
+    assert body["nodes"] == [
+        {"__typename": "Customer", "id": customer["id"]},
+        {"__typename": "Order", "id": order["id"]},
+        {"__typename": "LineItem", "id": item["id"]},
+        None,
+    ]
+    assert body["node"] == {"title": item["title"], "product": {"title": item["product"]["title"]}}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.integers(1, 7), backward=st.booleans(), reverse=st.booleans(), sort=st.sampled_from(
+    ["ID", "UPDATED_AT", "CREATED_AT", "NAME"]))
+def test_paging_either_way_visits_every_node_once(
+    rig: ShopifyRig, size: int, backward: bool, reverse: bool, sort: str
+) -> None:
+    query = "tag:wholesale"  # a few dozen customers: several pages of a handful
+    document = """query P($first: Int, $last: Int, $after: String, $before: String, $sort: CustomerSortKeys,
+      $reverse: Boolean, $q: String) {
+      customers(first: $first, last: $last, after: $after, before: $before, sortKey: $sort, reverse: $reverse,
+        query: $q) { nodes { id } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }"""
+    everything = rig.graphql(document, {"first": 250, "sort": sort, "reverse": reverse, "q": query})
+    order = [n["id"] for n in everything["data"]["customers"]["nodes"]]
+    expected = {n["id"] for n in rig.emulator.data.customers.nodes.values() if "wholesale" in n["tags"]}
+    assert set(order) == expected and len(order) == len(expected)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(len(order) + 2):
+        variables = {"sort": sort, "reverse": reverse, "q": query}
+        variables.update({"last": size, "before": cursor} if backward else {"first": size, "after": cursor})
+        page = rig.graphql(document, variables)["data"]["customers"]
+        ids = [n["id"] for n in page["nodes"]]
+        seen = ids + seen if backward else seen + ids
+        more = page["pageInfo"]["hasPreviousPage"] if backward else page["pageInfo"]["hasNextPage"]
+        if not more:
+            break
+        cursor = page["pageInfo"]["startCursor"] if backward else page["pageInfo"]["endCursor"]
+    assert seen == order
+
+
+# ----------------------------------------------------------------------------------------------- customer mutations
+
+CREATE = """mutation M($input: CustomerInput!) { customerCreate(input: $input) {
+  customer { id email displayName numberOfOrders tags canDelete } userErrors { field message } } }"""
+UPDATE = """mutation M($input: CustomerInput!) { customerUpdate(input: $input) {
+  customer { id note tags updatedAt } userErrors { field message } } }"""
+DELETE = """mutation M($id: ID!) {
+  customerDelete(input: {id: $id}) { deletedCustomerId userErrors { field message } } }"""
+SET = """mutation M($identifier: CustomerSetIdentifiers, $input: CustomerSetInput!) {
+  customerSet(identifier: $identifier, input: $input) { customer { id email firstName } userErrors { code field } } }"""
+
+
+def test_customers_are_created_updated_set_and_deleted_consistently(rig: ShopifyRig) -> None:
+    require_schema("2026-07")
+    data = rig.emulator.data
+    before = len(data.customers.nodes)
+    made = rig.graphql(CREATE, {"input": {"email": "new.person@example.org", "firstName": "New", "tags": ["a", "b"]}})
+    created = made["data"]["customerCreate"]["customer"]
+    assert made["data"]["customerCreate"]["userErrors"] == []
+    assert created["displayName"] == "New" and created["numberOfOrders"] == "0" and created["canDelete"] is True
+    assert len(data.customers.nodes) == before + 1
+    taken = rig.graphql(CREATE, {"input": {"email": "NEW.person@example.org"}})["data"]["customerCreate"]
+    assert taken["customer"] is None and taken["userErrors"][0]["field"] == ["email"]
+    rig.time.advance(60)
+    updated = rig.graphql(UPDATE, {"input": {"id": created["id"], "note": "VIP", "tags": ["c"]}})["data"]
+    assert updated["customerUpdate"]["customer"]["note"] == "VIP"
+    assert updated["customerUpdate"]["customer"]["tags"] == ["c"]  # customerUpdate replaces the list
+    upsert = rig.graphql(SET, {"identifier": {"email": "new.person@example.org"},
+                               "input": {"firstName": "Renamed"}})["data"]["customerSet"]
+    assert upsert["customer"] == {"id": created["id"], "email": "new.person@example.org", "firstName": "Renamed"}
+    fresh = rig.graphql(SET, {"identifier": {"email": "other@example.org"}, "input": {"firstName": "O"}})
+    assert fresh["data"]["customerSet"]["customer"]["email"] == "other@example.org"
+    assert len(data.customers.nodes) == before + 2
+    gone = rig.graphql(DELETE, {"id": created["id"]})["data"]["customerDelete"]
+    assert gone == {"deletedCustomerId": created["id"], "userErrors": []}
+    assert rig.graphql("query($id: ID!) { customer(id: $id) { id } }", {"id": created["id"]})["data"] == {
+        "customer": None}
+    buyer = data.customers.nodes[next(iter(data.orders_of))]
+    kept = rig.graphql(DELETE, {"id": buyer["id"]})["data"]["customerDelete"]
+    assert kept["deletedCustomerId"] is None and "orders" in kept["userErrors"][0]["message"]
+
+
+# ----------------------------------------------------------------------------------------------- resource names
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (PAGE, "customers"),
+        ("query ShopCheck { shop { name } currentAppInstallation { id } }", "shop,currentAppInstallation"),
+        (TAGS, "tagsAdd,tagsRemove"),
+        (BULK, "bulkOperationRunQuery"),
+        ("{ __typename }", None),
+        ("not graphql", None),
+    ],
+)
+def test_the_resource_of_a_request_is_its_root_fields(rig: ShopifyRig, document: str, expected: str | None) -> None:
+    request = httpx.Request("POST", f"{BASE_URL}/admin/api/2026-07/graphql.json", json={"query": document})
+    assert rig.emulator.resource_name(request) == expected
+    assert (rig.emulator.endpoint_name(request) or "").startswith("graphql")
+
+
+def test_storage_requests_are_named_by_their_resource(rig: ShopifyRig) -> None:
+    download = httpx.Request("GET", f"{BASE_URL}/bulk-operation-results/1-00ff.jsonl")
+    upload = httpx.Request("POST", f"{BASE_URL}/staged-uploads")
+    assert rig.emulator.resource_name(download) == "bulk-operation-result"
+    assert rig.emulator.resource_name(upload) == "staged-upload"
+    assert rig.emulator.endpoint_name(download) == "GET bulk-operation-result"

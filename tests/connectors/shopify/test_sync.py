@@ -73,6 +73,17 @@ def test_first_sync_by_pages_pulls_everything_with_one_request_per_page(store: S
     assert all(v["first"] == CUSTOMERS.page_size and v["query"].startswith("updated_at:<=") for v in pages)
 
 
+def test_the_sandbox_counts_requests_by_the_root_field_they_ask_for(store: Store, rig: ShopifyRig) -> None:
+    sync_source(store, rig.source(backfill="pages"), "shopify")
+    stats = rig.stats()
+    endpoints, resources = stats["endpoints"], stats["resources"]
+    pages = endpoints["graphql CustomersPage"] + endpoints.get("graphql CustomerIds", 0)
+    assert resources["customers"] == {"requests": pages, "statuses": {"200": pages}}
+    assert resources["orders"]["requests"] == endpoints["graphql OrdersPage"]
+    assert resources.get("node", {}).get("requests", 0) == endpoints.get("graphql OrderLineItems", 0)
+    assert sum(r["requests"] for r in resources.values()) == stats["requests"]
+
+
 def test_customers_and_orders_are_mapped_with_money_consent_and_products(store: Store, rig: ShopifyRig) -> None:
     sync_source(store, rig.source(backfill="pages"), "shopify")
     data = rig.emulator.data
@@ -137,6 +148,44 @@ def test_auto_backfill_uses_bulk_only_for_a_large_shop(store: Store, rig_factory
     assert large.emulator.stats.bulk_started["QUERY"] == 1
 
 
+def test_auto_backfill_goes_by_bulk_where_paging_would_take_long_and_says_why(
+    store: Store, rig_factory: Callable[..., ShopifyRig], caplog: pytest.LogCaptureFixture
+) -> None:
+    # At speed 10 the shop restores 1,000 points per real second: the two customer pages fit in the bucket, the
+    # 23 order pages (988 points each) would take about 20 s.
+    rig = rig_factory(speed=10.0)
+    caplog.set_level(logging.INFO, logger="connectors.shopify.source")
+    result = sync_source(store, rig.source(max_paged_backfill="5s"), "shopify")
+    data = rig.emulator.data
+    assert result.counts["records"] == len(data.customers.nodes) + len(data.orders.nodes)
+    assert rig.emulator.stats.bulk_started["QUERY"] == 1
+    endpoints = rig.stats()["endpoints"]
+    assert endpoints["graphql CustomersPage"] == math.ceil(len(data.customers.nodes) / CUSTOMERS.page_size)
+    assert "graphql OrdersPage" not in endpoints and endpoints["graphql BulkQueryRun"] == 1
+    decisions = [r.getMessage() for r in caplog.records if ": first sync " in r.getMessage()]
+    assert len(decisions) == 2  # one line per stream
+    assert decisions[0].startswith("shopify/customers: first sync by pages")
+    assert decisions[1].startswith("shopify/orders: first sync by a bulk operation")
+    assert f"{len(data.orders.nodes):,} orders" in decisions[1] and "max_paged_backfill (5 s)" in decisions[1]
+
+
+def test_without_the_official_schemas_the_sandbox_serves_its_own(
+    store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, rig_factory: Callable[..., ShopifyRig]
+) -> None:
+    monkeypatch.setenv("HUB_SPECS_DIR", str(tmp_path))  # no Shopify schema there
+    rig = rig_factory()
+    data = rig.emulator.data
+    paged = sync_source(store, rig.source(backfill="pages"), "shopify")
+    assert paged.counts["records"] == len(data.customers.nodes) + len(data.orders.nodes)
+    bulk = sync_source(store, rig.source(backfill="bulk"), "shopify", full=True)
+    assert bulk.counts["records"] == paged.counts["records"]
+    refused = rig.graphql("{ customers(first: 1) { nodes { id givenName } } }")
+    assert "reduced schema" in refused["errors"][0]["message"]
+    counted = rig.graphql("{ customers(first: 1, sortKey: ID) { nodes { id numberOfOrders } } }")
+    first = data.customers.nodes[data.customers.by_id[0]]
+    assert counted["data"]["customers"]["nodes"] == [{"id": first["id"], "numberOfOrders": str(first["_orders"])}]
+
+
 # ----------------------------------------------------------------------------------------------- incremental
 
 
@@ -195,9 +244,10 @@ def test_a_kill_during_a_bulk_operation_resumes_the_same_job(
         sync_source(store, rig.source(backfill="bulk", streams=["customers"]), "shopify", progress=crash_after(1))
     state = store.get_state("shopify", "customers") or {}
     job = state["bulk_id"]
-    assert job and rig.emulator.running("QUERY") is not None
+    assert job and [j.number for j in rig.emulator.running("QUERY")] == [int(job.rsplit("/", 1)[1])]
     # The process restarts (a fresh pacer and client), the shop does not; the job ends meanwhile.
-    rig.emulator.jobs[int(job.rsplit("/", 1)[1])].duration = 0.0
+    ended = rig.emulator.jobs[int(job.rsplit("/", 1)[1])]
+    ended.latency = ended.duration = 0.0
     start = len(rig.exchanges)
     result = sync_source(store, rig.fresh().source(backfill="bulk", streams=["customers"]), "shopify")
     assert rig.emulator.stats.bulk_started["QUERY"] == 1

@@ -1,5 +1,6 @@
 """Parsers and builders without a shop: search strings (against the emulator's parser, property-tested), the id
-set encoding, record mapping of bad payloads, error mapping of GraphQL answers, and the cost refund."""
+set encoding, record mapping of bad payloads, error mapping of GraphQL answers, the cost refund, the backfill
+decision and the bulk status polling."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from connectors.shopify import idset, queries
+from connectors.shopify.bulk import BulkRunner
 from connectors.shopify.client import QueryCostError, ShopifyClient
 from connectors.shopify.config import shop_handle
 from connectors.shopify.emulator_search import And, Not, Or, Term, parse, render, time_bounds
 from connectors.shopify.records import customer_record, order_record
-from connectors.shopify.source import _smaller_page, require_scopes
+from connectors.shopify.settings import CUSTOMERS, ORDERS
+from connectors.shopify.source import _smaller_page, plan_backfill, require_scopes
 from hub.errors import ConfigError, SkippableRecordError, TransientError
 from hub.http import Pacer, RetryPolicy, TokenBucket
 
@@ -225,3 +228,84 @@ def test_the_pacer_learns_the_bucket_and_gets_back_points_a_failed_call_never_co
     with pytest.raises(TransientError):
         failing.graphql("Q", "{ shop { name } }")
     assert pacer.snapshot()["buckets"]["default"]["tokens"] == pytest.approx(1000, abs=1)
+
+
+# ----------------------------------------------------------------------------------------------- backfill decision
+
+STANDARD = {"available": 2000.0, "maximum": 2000.0, "rate": 100.0}
+
+
+def test_a_shop_whose_paged_backfill_takes_long_goes_by_bulk_operation() -> None:
+    # The 5,000-person sandbox: 4,245 customers are 17 pages of 752 points, about 108 s at 100 points per second.
+    plan = plan_backfill(4245, CUSTOMERS, STANDARD, bulk_threshold=10_000, max_paged=timedelta(seconds=30))
+    assert plan.bulk and plan.pages == 17 and plan.points == 17 * CUSTOMERS.page_cost
+    assert plan.seconds == pytest.approx((17 * 752 - 2000) / 100)
+    assert "bulk operation" in plan.describe() and "max_paged_backfill" in plan.describe()
+
+
+def test_a_count_at_its_limit_is_said_to_be_a_lower_bound() -> None:
+    plan = plan_backfill(10_000, ORDERS, STANDARD, bulk_threshold=10_000, max_paged=timedelta(hours=9), at_least=True)
+    assert plan.bulk and "at least 10,000 orders" in plan.describe() and "bulk_threshold" in plan.describe()
+
+
+def test_a_tiny_shop_pages() -> None:
+    plan = plan_backfill(300, CUSTOMERS, STANDARD, bulk_threshold=10_000, max_paged=timedelta(seconds=30))
+    assert not plan.bulk and plan.seconds == 0.0  # two pages fit in the bucket
+    assert plan.describe().startswith("by pages")
+
+
+@given(
+    objects=st.integers(0, 200_000),
+    rate=st.sampled_from([50.0, 100.0, 200.0, 1000.0, 2000.0, 100_000.0]),
+    available=st.floats(0, 40_000),
+    limit=st.integers(1, 600),
+)
+def test_the_decision_follows_the_expected_paged_duration(
+    objects: int, rate: float, available: float, limit: int
+) -> None:
+    throttle = {"available": available, "maximum": max(available, 2000.0), "rate": rate}
+    for spec in (CUSTOMERS, ORDERS):
+        plan = plan_backfill(objects, spec, throttle, bulk_threshold=10**9, max_paged=timedelta(seconds=limit))
+        pages = max(1, -(-objects // spec.page_size))
+        expected = max(pages * spec.page_cost - available, 0) / rate
+        assert plan.seconds == pytest.approx(expected)
+        assert plan.bulk == (expected > limit)
+        # A faster plan never turns a paged backfill into a bulk one.
+        faster = plan_backfill(objects, spec, {**throttle, "rate": rate * 2}, bulk_threshold=10**9,
+                               max_paged=timedelta(seconds=limit))
+        assert not faster.bulk or plan.bulk
+        # The threshold still forces a bulk operation, whatever paging would take.
+        forced = plan_backfill(objects, spec, throttle, bulk_threshold=max(objects, 1), max_paged=timedelta(days=1))
+        assert forced.bulk == (objects >= max(objects, 1))
+
+
+def test_without_a_throttle_status_the_old_standard_rate_is_assumed() -> None:
+    plan = plan_backfill(2500, CUSTOMERS, {}, bulk_threshold=10_000, max_paged=timedelta(seconds=30))
+    assert plan.restore_rate == 50.0 and plan.available == 0.0
+    assert plan.seconds == pytest.approx(10 * 752 / 50) and plan.bulk
+
+
+# ----------------------------------------------------------------------------------------------- bulk polling
+
+
+class _Statuses:
+    """A client whose bulk operation runs for ``checks`` status checks, then completes."""
+
+    def __init__(self, checks: int) -> None:
+        self.left = checks
+
+    def graphql(self, operation: str, _document: str, variables: Any = None) -> dict[str, Any]:
+        assert operation == "BulkOperationStatus"
+        self.left -= 1
+        status = "RUNNING" if self.left >= 0 else "COMPLETED"
+        return {"node": {"id": variables["id"], "status": status, "objectCount": "5", "url": "http://s/x"}}
+
+
+@pytest.mark.parametrize(("checks", "interval"), [(0, 1.0), (3, 1.0), (25, 1.0), (25, 0.5), (14, 8.0)])
+def test_bulk_status_is_checked_each_interval_ten_times_then_every_five_seconds(checks: int, interval: float) -> None:
+    waits: list[float] = []
+    runner = BulkRunner(_Statuses(checks), poll_interval=interval, sleep=waits.append)  # type: ignore[arg-type]
+    assert runner.wait("gid://shopify/BulkOperation/1").status == "COMPLETED"
+    assert len(waits) == checks
+    assert waits[:10] == [interval] * min(checks, 10)
+    assert waits[10:] == [max(interval, 5.0)] * max(checks - 10, 0)
