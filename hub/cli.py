@@ -369,7 +369,7 @@ def sync(
         known = ", ".join(sorted(loaded.model.sources)) or "none"
         raise ConfigError(f"no source named {source!r} in the config (sources: {known})")
     names = [source] if source else [n for n, e in loaded.model.sources.items() if e.enabled]
-    with _store(loaded) as store, stop_on_signals() as stop:
+    with _store(loaded) as store, stop_on_signals(restore=False) as stop:
         results = sync_with_progress(loaded, store, _context(loaded), names, full=full, streams=stream,
                                      quiet=as_json, stop=stop)
     if as_json:

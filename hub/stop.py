@@ -77,13 +77,19 @@ def wait(sleep_fn: Sleep, seconds: float, event: threading.Event | None) -> None
 
 
 @contextmanager
-def stop_on_signals(grace: float = STOP_GRACE_S) -> Iterator[threading.Event]:
+def stop_on_signals(grace: float = STOP_GRACE_S, *, restore: bool = True) -> Iterator[threading.Event]:
     """SIGTERM and SIGINT set the yielded stop event (for a command run in the main thread).
 
     The run then ends after its page in flight, or at once when it waits. If it is still going ``grace``
     seconds later (a request hanging until its timeout), or at a second signal, :class:`~hub.errors.Stopped`
     is raised in the main thread wherever it is: a kill at any instant loses nothing, and this way the run row
     is still closed. Outside the main thread (signals cannot be handled there) only the event is given.
+
+    Args:
+        grace: seconds a stop may take before the main thread is interrupted.
+        restore: put the previous handlers back after the block. A command whose process ends with the block
+            passes False: the signals are then ignored, so one arriving after the work is done lets the process
+            finish and exit 0 (moments later) instead of dying by it.
     """
     event = threading.Event()
     if threading.current_thread() is not threading.main_thread():
@@ -110,4 +116,4 @@ def stop_on_signals(grace: float = STOP_GRACE_S) -> Iterator[threading.Event]:
         for timer in timers:
             timer.cancel()
         for signum, old in previous.items():
-            signal.signal(signum, old)
+            signal.signal(signum, old if restore else signal.SIG_IGN)

@@ -158,3 +158,16 @@ def test_transient_errors_still_retry_inside_a_scope() -> None:
     assert client.get("/x").json() == {"ok": True}
     client.close()
     assert issubclass(Stopped, Exception) and not issubclass(Stopped, TransientError)
+
+
+def test_a_signal_after_the_work_is_ignored_when_the_process_ends_with_the_block() -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with stop_on_signals(restore=False):
+            pass
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGTERM)  # would end this process by default
+        time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -18,8 +18,9 @@ def check(trial: Trial, reread_limit: int) -> None:
     """The outcome every kill trial must have."""
     assert (trial.lost, trial.extra, trial.changed) == (0, 0, 0), trial
     assert trial.reread <= reread_limit, trial
-    if trial.killed and trial.exit_code != 0:  # a kill that came after the end finds a finished run
-        assert trial.interrupted_run in ("interrupted", None), trial
+    # The killed run is never left "running": closed as interrupted at the next start, or already "ok" when
+    # the kill came after its row was closed (between the last commit and the process's exit).
+    assert trial.interrupted_run in ("interrupted", "ok", None), trial
 
 
 @pytest.mark.parametrize(("connector", "variant"), variants())
@@ -31,7 +32,7 @@ def test_killed_syncs_resume_to_the_uninterrupted_result(connector: str, variant
                    for label, endpoint in sorted(world.kit.kill_points.items())]
         for trial in trials:
             check(trial, world.kit.reread_limit)
-        assert any(t.killed and t.exit_code != 0 for t in trials), trials  # at least one kill landed mid-run
+        assert any(t.interrupted_run == "interrupted" for t in trials), trials  # at least one kill landed mid-run
 
 
 @pytest.mark.parametrize("connector", [n for n, (_, kit) in registered().items() if kit.expiring_tokens])

@@ -4,14 +4,15 @@ A trial starts ``hub sync SOURCE`` as a real process against a world's served em
 SIGTERM) at a chosen instant, resumes in-process, and compares the store with a reference sync that was never
 interrupted. The instant is either the arrival of the emulator's N-th request (plus a few milliseconds, so the
 kill lands anywhere: in a request, in a commit, in between) or of the first request to a named endpoint (a
-bulk job being polled, a token being refreshed); without an emulator, a random time within the reference
-run's duration.
+bulk job being polled, a token being refreshed); without an emulator, a random moment after the first committed
+page.
 """
 
 from __future__ import annotations
 
 import random
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -108,20 +109,19 @@ def kill_trial(
         delay = rng.uniform(0.0, 0.03)
         trigger = RequestTrigger(world.sandbox, lambda: threading.Timer(delay, kill).start(), at=at,
                                  endpoint=endpoint)
-    elif sig == signal.SIGKILL:
-        threading.Timer(rng.uniform(0.3, max(0.4, ref.seconds)), kill).start()
     else:
-        # A stop request is only handled once the command runs: send it after the first committed page.
-        def first_page_then_stop() -> None:
+        # No requests to count: the signal goes a random moment after the first committed page (a stop request is
+        # only handled once the command runs, and a kill during the start-up would find nothing to lose).
+        def after_first_page() -> None:
             deadline = time.monotonic() + PROCESS_TIMEOUT_S
             while proc.poll() is None and time.monotonic() < deadline:
                 if _committed(url):
-                    time.sleep(rng.uniform(0.0, 0.2))
+                    time.sleep(rng.uniform(0.0, 0.15))
                     kill()
                     return
-                time.sleep(0.01)
+                time.sleep(0.005)
 
-        threading.Thread(target=first_page_then_stop, daemon=True).start()
+        threading.Thread(target=after_first_page, daemon=True).start()
     if before is not None:
         before(world)
     try:
@@ -163,7 +163,9 @@ def output(proc: subprocess.Popen[str]) -> str:
 
 
 def _committed(url: str) -> bool:
+    """Whether the SQLite store at ``url`` holds a committed page (read without opening a Store: no migrations)."""
     try:
-        return bool(stream_states(url))
-    except Exception:  # the store is still being created by the process
+        with sqlite3.connect(f"file:{url.removeprefix('sqlite:///')}?mode=ro", uri=True, timeout=0.1) as conn:
+            return bool(conn.execute("SELECT count(*) FROM sync_state").fetchone()[0])
+    except sqlite3.Error:  # not created yet, or locked for a moment by the writer
         return False

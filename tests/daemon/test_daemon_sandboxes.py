@@ -96,7 +96,7 @@ def test_daemons_converge_pause_a_failing_vendor_alone_and_stop_cleanly(sandboxe
 
         # Shopify starts refusing the token (the app was uninstalled): its source pauses at once, the others
         # keep running.
-        sandboxes.servers.sandboxes["shopify"].inject({"kind": "token_expiry"})
+        sandboxes.servers.sandboxes["shopify"].emulator.revoke_tokens()  # type: ignore[attr-defined]
         store = open_store(f"sqlite:///{db}", upgrade=False)
         try:
             paused = wait_for(lambda: (h := health.read(store, "source:shopify")) and h.paused and h, timeout=60)
