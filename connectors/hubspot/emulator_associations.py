@@ -8,7 +8,7 @@ and are kept in both directions; archived records are hidden from every answer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -60,37 +60,31 @@ class AssociationsApi(EmulatorState):
         return 200, body
 
     def _associations(self, request: httpx.Request, groups: Mapping[str, str]) -> Answer:
-        source, target = self._table(groups["fromObjectType"]), self._table(groups["toObjectType"])
-        items = inputs(json_body(request), ASSOCIATIONS_BATCH_LIMIT)
-        started = self._now()
-        results, missing = [], []
-        for item in items:
-            key = str(item.get("id", ""))
-            linked = self._targets(source, as_int(key, -1), target)
-            if not linked:
-                missing.append(key)
-                continue
-            results.append({"from": {"id": key}, "to": linked})
-        # An id without associations is reported as an error of a 207, not left out silently.
-        return batch(results, _not_associated(source, target, missing), started, self._now())
+        return self._read_associations(request, groups, lambda linked: linked)
 
     def _v3_batch_associations(self, request: httpx.Request, groups: Mapping[str, str]) -> Answer:
         """The older v3 batch read: ``to`` holds ``{id, type}`` with the v3 type names, one entry per type."""
+        return self._read_associations(request, groups, lambda linked: [
+            {"id": t["toObjectId"], "type": ASSOCIATION_TYPES[spec["typeId"]].name}
+            for t in linked for spec in t["associationTypes"]
+        ])
+
+    def _read_associations(
+        self, request: httpx.Request, groups: Mapping[str, str], shape: Callable[[list[JSON]], list[JSON]]
+    ) -> Answer:
+        """A batch read of associations, each id's targets in ``shape`` (v4 or v3)."""
         source, target = self._table(groups["fromObjectType"]), self._table(groups["toObjectType"])
         items = inputs(json_body(request), ASSOCIATIONS_BATCH_LIMIT)
         started = self._now()
         results, missing = [], []
         for item in items:
             key = str(item.get("id", ""))
-            linked = [
-                {"id": t["toObjectId"], "type": ASSOCIATION_TYPES[spec["typeId"]].name}
-                for t in self._targets(source, as_int(key, -1), target)
-                for spec in t["associationTypes"]
-            ]
+            linked = shape(self._targets(source, as_int(key, -1), target))
             if linked:
                 results.append({"from": {"id": key}, "to": linked})
             else:
                 missing.append(key)
+        # An id without associations is reported as an error of a 207, not left out silently.
         return batch(results, _not_associated(source, target, missing), started, self._now())
 
     def _association_labels(self, request: httpx.Request, groups: Mapping[str, str]) -> Answer:
