@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from hub.cli_export import export_app
+from hub.cli_options import ConfigOpt, JsonOpt
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -48,17 +51,8 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(db_app, name="db")
 app.add_typer(model_app, name="model")
 app.add_typer(suggest_app, name="suggest")
+app.add_typer(export_app, name="export")
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Config file (default: $HUB_CONFIG or ./config.yaml).",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("hub")
@@ -182,23 +176,30 @@ def check(
     With --online, also test each connection; with --strict, also fail on segment quality warnings.
     """
     from hub.errors import ConfigError, ConfigErrors, HubError
+    from hub.store.engine import resolve_url
 
     loaded = _load(config)
     ctx = _context(loaded)
     errors = loaded.check_secrets()
+    try:
+        resolve_url(loaded.model.store.url, loaded.base_dir)  # parses the URL; opens nothing
+    except ConfigError as exc:
+        errors.extend(loaded.place(exc, field_path="store.url"))
     errors.extend(_rule_errors(loaded))
+    if online and not errors:
+        _require_sandboxes(loaded, _enabled_entries(loaded))  # a stopped demo: one line, not 15 s of retries
     failures = 0
     for kind, name in _enabled_entries(loaded):
         try:
-            _check_entry(loaded, ctx, kind, name, online)
+            found = _check_entry(loaded, ctx, kind, name, online)
         except ConfigError as exc:
-            error = ConfigError(exc.message, location=exc.location or str(loaded.path),
-                                field=exc.field or f"{kind}.{name}")
-            if str(error) not in {str(e) for e in errors}:  # a secret already reported by check_secrets
-                errors.append(error)
+            found = loaded.place(exc, field_path=f"{kind}.{name}")
         except HubError as exc:
             failures += 1
             _err(f"{kind.rstrip('s')} {name}: {exc}")
+            continue
+        seen = {str(e) for e in errors}
+        errors.extend(e for e in found if str(e) not in seen)  # a secret already reported by check_secrets
     if errors:
         raise ConfigErrors(errors)
     model = loaded.model
@@ -212,16 +213,28 @@ def check(
 
 
 def _rule_errors(loaded: LoadedConfig) -> list[Any]:
-    from hub.errors import ConfigErrors
+    """The rule files' errors, then the segments the config names that no rule file defines."""
+    from hub.config.loader import display_path
+    from hub.errors import ConfigError
     from segment_rules.configured import load_configured_rules, rules_folder
+    from segment_rules.ruleset import RuleErrors
 
-    if not rules_folder(loaded).exists():
-        return []  # no rules yet: nothing to check (the store still syncs)
+    folder = rules_folder(loaded)
+    segments = loaded.model.segments
+    named = any(entry.segments for entry in loaded.model.destinations.values()) or any(
+        hook.segments for hook in loaded.model.push.webhooks.values())
+    if not folder.exists() and "rules_dir" not in segments.model_fields_set and not named:
+        return []  # no rules yet and none asked for: nothing to check (the store still syncs)
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        # Only once: every segment a destination names would be unknown too, for this one reason.
+        return [ConfigError(f"segment rules folder {display_path(folder)} {problem}",
+                            location=loaded.locate("segments.rules_dir"), field="segments.rules_dir")]
     try:
-        load_configured_rules(loaded)
-    except ConfigErrors as exc:
-        return list(exc.errors)
-    return []
+        rules = load_configured_rules(loaded)
+    except RuleErrors as exc:
+        return [*exc.errors, *loaded.unknown_segments(exc.defined)]
+    return loaded.unknown_segments(rules.names)
 
 
 def _strict_findings(loaded: LoadedConfig) -> int:
@@ -242,32 +255,48 @@ def _enabled_entries(loaded: LoadedConfig) -> list[tuple[str, str]]:
     ]
 
 
-def _check_entry(loaded: LoadedConfig, ctx: BuildContext, kind: str, name: str, online: bool) -> None:
-    """Build one source or destination (which resolves its secrets); with ``online``, test its connection."""
+def _check_entry(loaded: LoadedConfig, ctx: BuildContext, kind: str, name: str, online: bool) -> list[Any]:
+    """Run a source's or destination's offline checks (the local files it names), build it (which resolves
+    its secrets) and, with ``online``, test its connection.
+
+    Returns:
+        The config errors, each placed in the config. An entry whose offline checks fail is not tested online
+        (the test would only fail on the same problem). Other errors (a vendor that is down) are raised.
+    """
+    from hub.errors import ConfigError
     from hub.registry import get_connector
     from hub.sync import build_source
 
-    if kind == "sources":
-        source = build_source(loaded, name, ctx)
-        try:
-            if online:
-                source.check()
-                sys.stdout.write(f"source {name}: ok\n")
-        finally:
-            source.close()
-        return
-    entry = loaded.model.destinations[name]
+    entry = (loaded.model.sources if kind == "sources" else loaded.model.destinations)[name]
     spec = get_connector(entry.type)
-    if spec.build_sink is None:
-        return  # validated (and its secrets resolved); nothing to build until its connector can push
-    sink = spec.build_sink(entry, name, ctx)
+    errors: list[ConfigError] = []
+    if spec.check_local is not None:
+        try:
+            spec.check_local(entry, name, ctx)
+        except ConfigError as exc:
+            errors = loaded.place(exc, field_path=f"{kind}.{name}")
+    online = online and not errors
     try:
-        probe = getattr(sink, "check", None)
-        if online and callable(probe):
-            probe()
-            sys.stdout.write(f"destination {name}: ok\n")
-    finally:
-        sink.close()
+        if kind == "sources":
+            source = build_source(loaded, name, ctx)
+            try:
+                if online:
+                    source.check()
+                    sys.stdout.write(f"source {name}: ok\n")
+            finally:
+                source.close()
+        elif spec.build_sink is not None:  # else validated and its secrets resolved: nothing to build yet
+            sink = spec.build_sink(entry, name, ctx)
+            try:
+                probe = getattr(sink, "check", None)
+                if online and callable(probe):
+                    probe()
+                    sys.stdout.write(f"destination {name}: ok\n")
+            finally:
+                sink.close()
+    except ConfigError as exc:
+        errors.extend(loaded.place(exc, field_path=f"{kind}.{name}"))
+    return errors
 
 
 @config_app.command("schema")
@@ -387,24 +416,68 @@ def _exit_for(results: Sequence[SyncResult]) -> None:
 
 @app.command()
 @handle_errors
-def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """What is in the store, how the last runs went, and each connector's health under the daemon."""
-    from hub.cli_progress import render_health, render_segment_sizes, render_summary
+def status(
+    name: Annotated[str | None, typer.Argument(help="Only this source or destination, in detail.")] = None,
+    config: ConfigOpt = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also the store's contents and every connector in detail.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per source and destination: state, last run, next run, records; the store and the segments.
+
+    A compact view by default; `hub status NAME` or --verbose adds schedules, failures, errors and skip reasons.
+    """
+    from hub.cli_progress import (
+        render_connector_detail,
+        render_connectors,
+        render_evaluated,
+        render_segment_sizes,
+        render_summary,
+    )
     from hub.daemon import health
-    from segment_rules.report import latest_sizes
+    from hub.daemon.status import connector_statuses, find
+    from hub.errors import ConfigError
+    from segment_rules.report import last_as_of, latest_sizes
 
     loaded = _load(config)
     with _store(loaded) as store:
         summary = store.summary()
         connectors = health.read_all(store)
+        statuses = connector_statuses(loaded, store, summary)
         sizes = latest_sizes(store)
+        as_of = last_as_of(store)
+    timezone = loaded.model.timezone
+    if name is not None:
+        row = find(statuses, name)
+        if row is None:
+            known = ", ".join(s.name for s in statuses) or "none"
+            raise ConfigError(f"no source or destination named {name!r} in the config (connectors: {known})")
+        if as_json:
+            _print_json(row.as_dict())
+        else:
+            render_connector_detail(row, timezone)
+        return
     if as_json:
         _print_json({**summary.as_dict(), "connectors": {k: v.as_dict() for k, v in connectors.items()},
-                     "segments": sizes})
+                     "sources": [s.as_dict() for s in statuses if s.kind == "source"],
+                     "destinations": [s.as_dict() for s in statuses if s.kind == "destination"],
+                     "segments_as_of": as_of.isoformat() if as_of else None, "segments": sizes})
         return
-    render_summary(summary)
-    render_health(connectors)
+    if verbose:
+        render_summary(summary)
+    else:
+        sys.stdout.write(f"People: {summary.people:,} (merged: {summary.merged:,})\n")
+    render_connectors(statuses, timezone)
+    if verbose:
+        for row in statuses:
+            sys.stdout.write("\n")
+            render_connector_detail(row, timezone)
+        sys.stdout.write("\n")
+    render_evaluated(as_of)
     render_segment_sizes(sizes)
+    if not verbose:
+        sys.stdout.write("details: `hub status NAME` (one connector) or `hub status --verbose`\n")
 
 
 @app.command()
@@ -414,7 +487,10 @@ def explain(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Show how a person was assembled: identities per source, merges and why, activity counts."""
+    """Show how a person was assembled (profiles per source, merges, activities) and why they are in each segment.
+
+    Text by default: every segment's rule as a tree, each condition with the person's value; --json for scripts.
+    """
     from hub.cli_progress import render_explanation
 
     loaded = _load(config)
@@ -423,22 +499,24 @@ def explain(
         if found is None:
             _err(f"no person matches {who!r}")
             raise typer.Exit(EXIT_FAILED)
-        segments = _explain_segments(loaded, store, found.person_id)
+        as_of, segments = _explain_segments(loaded, store, found.person_id)
     if as_json:
-        _print_json({**found.as_dict(), "segments": [s.as_dict() for s in segments]})
+        _print_json({**found.as_dict(), "segments_as_of": as_of.isoformat() if as_of else None,
+                     "segments": [s.as_dict() for s in segments]})
         return
-    render_explanation(found, segments)
+    render_explanation(found, segments, as_of=as_of)
 
 
-def _explain_segments(loaded: LoadedConfig, store: Store, person_id: int) -> list[Any]:
+def _explain_segments(loaded: LoadedConfig, store: Store, person_id: int) -> tuple[Any, list[Any]]:
+    """When the segments were last evaluated, and each one's rule for the person at that time."""
     from segment_rules.configured import load_configured_rules, rules_folder
     from segment_rules.explain import explain_segments
     from segment_rules.report import last_as_of
 
     as_of = last_as_of(store)
     if as_of is None or not rules_folder(loaded).exists():
-        return []  # never evaluated: there is nothing to explain yet
-    return explain_segments(store, load_configured_rules(loaded), person_id, as_of)
+        return as_of, []  # never evaluated: there is nothing to explain yet
+    return as_of, explain_segments(store, load_configured_rules(loaded), person_id, as_of)
 
 
 # --------------------------------------------------------------------------- segments and models
@@ -490,7 +568,7 @@ def segment(
     if as_json:
         _print_json(result.as_dict())
         return
-    render_segments(result)
+    render_segments(result, now=as_of is None)
 
 
 @app.command()
@@ -518,6 +596,11 @@ def run(
     except ValueError as exc:
         raise ConfigError(str(exc), field="--http") from None
     path = config or default_config_path()
+    from hub.demo import sandboxes_down
+
+    problem = sandboxes_down(loaded, [("sources", n) for n in loaded.model.sources])
+    if problem is not None:  # a warning only: the daemon retries on schedule, and they may be started later
+        _err(f"warning: {problem}")
     with _store(loaded) as store:
         Daemon(path, loaded, store, _context, http=address).run()
 
@@ -566,6 +649,7 @@ def push(
         known = ", ".join(sorted(model.destinations)) or "none"
         raise ConfigError(f"no destination named {destination!r} in the config (destinations: {known})")
     names = [destination] if destination else [n for n, e in model.destinations.items() if e.enabled]
+    _require_sandboxes(loaded, [("destinations", n) for n in names])
     rules = load_configured_rules(loaded)
     options = PushOptions(dry_run=dry_run, force=force, reconcile=reconcile)
     ctx = _context(loaded)
@@ -585,6 +669,33 @@ def push(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _require_sandboxes(loaded: LoadedConfig, entries: list[tuple[str, str]]) -> None:
+    """Fail at once, in one line, when a demo or sandbox config's sandboxes are gone (not after 15 s of retries)."""
+    from hub.demo import sandboxes_down
+    from hub.errors import HubError
+
+    problem = sandboxes_down(loaded, entries)
+    if problem is not None:
+        raise HubError(problem)
+
+
+def _penalizer(value: str | None, configured: float | str) -> float | str:
+    """``--penalizer``: ``auto`` or a non-negative number; the config's value without it."""
+    if value is None:
+        return configured
+    if value == "auto":
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 <= number <= 10:
+        from hub.errors import ConfigError
+
+        raise ConfigError(f"--penalizer must be auto or a number from 0 to 10, not {value!r}")
+    return number
+
+
 @model_app.command("clv")
 @handle_errors
 def model_clv(
@@ -592,17 +703,25 @@ def model_clv(
     as_json: JsonOpt = False,
     as_of: AsOfOpt = None,
     holdout_days: Annotated[int, typer.Option(help="Days held out to check the forecast against.")] = 180,
+    penalizer: Annotated[
+        str | None,
+        typer.Option(help="auto (maximum likelihood unless held-out data favour a penalty) or a number; "
+                          "default: segments.scoring.penalizer"),
+    ] = None,
 ) -> None:
-    """Fit BG/NBD x Gamma-Gamma on this store and check the forecast on a holdout period."""
+    """Fit BG/NBD x Gamma-Gamma on this store and check the forecast on a holdout period, against the simple
+    formula and predicting zero."""
     from hub.errors import HubError
     from segment_rules.btyd import ConvergenceError
+    from segment_rules.configured import scoring_settings
     from segment_rules.scoring import clv_backtest
 
     loaded = _load(config)
     when = _as_of(as_of)
+    chosen = _penalizer(penalizer, scoring_settings(loaded).penalizer)
     with _store(loaded) as store, store.engine.connect() as conn:
         try:
-            report = clv_backtest(conn, when, holdout_days)
+            report = clv_backtest(conn, when, holdout_days, chosen)
         except (ValueError, ConvergenceError) as exc:
             raise HubError(f"cannot fit the CLV models on this store: {exc}") from None
     if as_json:
@@ -619,6 +738,11 @@ def model_churn(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
     as_of: AsOfOpt = None,
+    horizon: Annotated[
+        list[int] | None,
+        typer.Option(min=7, max=730, help="Churn horizon in days (repeat for several, e.g. --horizon 30 "
+                                          "--horizon 90); default: segments.scoring.churn_horizon_days"),
+    ] = None,
 ) -> None:
     """Train the churn model on past cutoffs and compare it out of time with its baselines."""
     from segment_rules.churn import ChurnSettings, fit_churn
@@ -626,15 +750,22 @@ def model_churn(
 
     loaded = _load(config)
     when = _as_of(as_of)
-    horizon = scoring_settings(loaded).churn_horizon_days
+    settings = scoring_settings(loaded)
+    horizons = horizon or [settings.churn_horizon_days]
     with _store(loaded) as store, store.engine.connect() as conn:
-        report = fit_churn(conn, when, ChurnSettings(horizon_days=horizon)).as_dict()
+        reports = [
+            fit_churn(conn, when, ChurnSettings(horizon_days=h, penalizer=settings.penalizer)).as_dict()
+            for h in horizons
+        ]
     if as_json:
-        _print_json(report)
+        _print_json(reports[0] if len(reports) == 1 else reports)
         return
-    from hub.cli_progress import render_churn
+    from hub.cli_progress import render_churn, render_churn_horizons
 
-    render_churn(report)
+    if len(reports) > 1:
+        render_churn_horizons(reports)
+        return
+    render_churn(reports[0])
 
 
 @suggest_app.command("segments")
@@ -706,22 +837,41 @@ def demo(
     csv_only: Annotated[
         bool, typer.Option("--csv", help="Load the business's CSV exports instead of serving vendor sandboxes.")
     ] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Keep the sandboxes running after the demo, until Ctrl-C.")
+    ] = False,
 ) -> None:
-    """Serve sandboxed HubSpot, Shopify and Mailchimp with a seeded business, then pull, segment and push."""
+    """Serve sandboxed HubSpot, Shopify and Mailchimp with a seeded business, then pull, segment and push.
+
+    The sandboxes stop when the demo ends; with --serve they keep serving until Ctrl-C, so `hub push`, `hub sync`
+    and `hub run` work on the demo's config meanwhile.
+    """
     from hub.demo import demo_vendors
+    from hub.errors import ConfigError
 
     vendors = [] if csv_only else demo_vendors()
     if vendors:
-        _sandbox_demo(directory, contacts, seed, vendors)
+        _sandbox_demo(directory, contacts, seed, vendors, serve=serve)
+    elif serve:
+        raise ConfigError("--serve keeps the vendor sandboxes running; the CSV demo has none"
+                          + ("" if csv_only else " (no connector with an emulator is installed)"))
     else:
         _csv_demo(directory, contacts, seed)
 
 
-def _sandbox_demo(directory: Path, contacts: int, seed: int, vendors: list[str]) -> None:
-    from hub.cli_progress import render_demo_next_steps, render_demo_summary, render_segments, sync_with_progress
+def _sandbox_demo(directory: Path, contacts: int, seed: int, vendors: list[str], *, serve: bool = False) -> None:
+    from hub.cli_progress import (
+        render_demo_as_of,
+        render_demo_next_steps,
+        render_demo_pulled,
+        render_demo_pushed,
+        render_segments,
+        sync_with_progress,
+    )
     from hub.demo import people_by_source_count, prepare_sandbox_demo
     from hub.errors import HubError
     from hub.push.service import PushOptions, push_configured
+    from hub.sandbox.run import wait_for_stop
     from segment_rules.configured import evaluate_configured, load_configured_rules
 
     workspace = prepare_sandbox_demo(directory, contacts=contacts, seed=seed, vendors=vendors)
@@ -731,32 +881,46 @@ def _sandbox_demo(directory: Path, contacts: int, seed: int, vendors: list[str])
         loaded = _load(workspace.config)
         ctx = _context(loaded)
         with _store(loaded) as store:
+            # Printed in the order things happen: what was pulled, the segments computed from it, the push.
             results = sync_with_progress(loaded, store, ctx, list(loaded.model.sources))
+            render_demo_pulled(store.summary(), people_by_source_count(store))
             rules = load_configured_rules(loaded)
             evaluation = evaluate_configured(store, loaded, as_of=workspace.as_of, rules=rules)
             assert evaluation is not None  # a full evaluation always runs
+            render_segments(evaluation)
+            render_demo_as_of(workspace.as_of, workspace.config)
             for name in loaded.model.destinations:
                 try:
                     pushes.append(push_configured(store, loaded, name, ctx, rules, PushOptions()))
                 except HubError as exc:  # one destination failing must not hide what the others did
                     failed.append(f"{name}: {exc}")
             summary = store.summary()
-            overlap = people_by_source_count(store)
-        stats = workspace.stats()
+        render_demo_pushed(pushes, workspace.stats())
+        for line in failed:
+            sys.stderr.write(f"push failed: {line}\n")
+        render_demo_next_steps(workspace.config, summary, as_of=workspace.as_of,
+                               serving=workspace.servers.base_urls if serve else None)
+        if serve:
+            from hub.stop import stop_on_signals
+
+            sys.stdout.flush()
+            with stop_on_signals(restore=False) as stop:  # Ctrl-C or SIGTERM stops the sandboxes cleanly
+                wait_for_stop(stop)
     finally:
         workspace.close()
-    render_segments(evaluation)
-    render_demo_summary(summary, overlap, pushes, stats)
-    for line in failed:
-        sys.stderr.write(f"push failed: {line}\n")
-    render_demo_next_steps(workspace.config, summary)
     _exit_for(results)
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
 
 def _csv_demo(directory: Path, contacts: int, seed: int) -> None:
-    from hub.cli_progress import render_demo_next_steps, render_segments, render_summary, sync_with_progress
+    from hub.cli_progress import (
+        render_demo_as_of,
+        render_demo_next_steps,
+        render_demo_pulled,
+        render_segments,
+        sync_with_progress,
+    )
     from hub.demo import prepare_demo
     from segment_rules.configured import evaluate_configured
 
@@ -766,11 +930,12 @@ def _csv_demo(directory: Path, contacts: int, seed: int) -> None:
     with _store(loaded) as store:
         results = sync_with_progress(loaded, store, _context(loaded), names)
         summary = store.summary()
+        render_demo_pulled(summary)
         evaluation = evaluate_configured(store, loaded, as_of=workspace.as_of)
         assert evaluation is not None  # a full evaluation always runs
-    render_summary(summary)
     render_segments(evaluation)
-    render_demo_next_steps(workspace.config, summary)
+    render_demo_as_of(workspace.as_of, workspace.config)
+    render_demo_next_steps(workspace.config, summary, as_of=workspace.as_of, sandboxed=False)
     _exit_for(results)
 
 

@@ -10,7 +10,7 @@ ordinary sync, evaluation and push, so the demo exercises exactly the code paths
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ from hub.sandbox.business import Business
 from segment_rules.configured import copy_example_rules
 
 if TYPE_CHECKING:
+    from hub.config.loader import LoadedConfig
     from hub.registry import ConnectorSpec
     from hub.sandbox.server import SandboxServers
 
@@ -35,10 +36,14 @@ DEMO_SEGMENTS: dict[str, list[str]] = {
 # the same.
 DEMO_SPEED = 100.0
 
+DEMO_MARK = "# Written by `hub demo`"
+SANDBOX_SERVE_MARK = "# Written by `hub sandbox serve`"  # the header hub.sandbox.run.dump_config writes
+
 SANDBOX_DEMO_HEADER = """\
 # Written by `hub demo`: HubSpot, Shopify and Mailchimp sources and destinations pointing at the sandboxes the
-# demo served on localhost (they stopped when it ended; `hub demo` again starts over). The sandbox credentials
-# are the files in secrets/. Explore the store with `hub status --config {config}`, `hub segment --config {config}`
+# demo served on localhost (they stop when it ends, unless it ran with --serve: then on Ctrl-C; `hub demo` again
+# starts over). The sandbox credentials are the files in secrets/.
+# Explore the store with `hub status --config {config}`, `hub segment --config {config}`
 # and `hub explain EMAIL --config {config}`; the segment rules are the files in segment_rules/.
 """
 
@@ -254,6 +259,64 @@ def _dump(config: Mapping[str, Any], path: Path, header: str) -> None:
     buffer = io.StringIO()
     yaml.dump(dict(config), buffer)
     path.write_text(header + buffer.getvalue(), encoding="utf-8")
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def sandboxes_down(loaded: LoadedConfig, entries: Iterable[tuple[str, str]]) -> str | None:
+    """One line saying the sandboxes a demo (or ``hub sandbox serve``) config points at are not running.
+
+    Only for a config one of them wrote (its header says so), and only for the ``(section, name)`` entries
+    given whose ``base_url`` is on this host: a refused connection there means the sandboxes stopped, which
+    retrying for seconds cannot fix. None when they answer, or the config is someone's own.
+    """
+    origin = _written_by(loaded.path)
+    if origin is None:
+        return None
+    model = loaded.model
+    urls = []
+    for section, name in entries:
+        entry = (model.sources if section == "sources" else model.destinations).get(name)
+        url = getattr(entry, "base_url", None) if entry is not None and entry.enabled else None
+        if isinstance(url, str) and url not in urls:
+            urls.append(url)
+    dead = [url for url in urls if _refused(url)]
+    if not dead:
+        return None
+    where = ", ".join(dead)
+    if origin == "demo":
+        return (f"the demo's sandboxes ({where}) are not running: they stop when `hub demo` ends. "
+                f"`hub demo --serve --dir {loaded.path.parent}` runs the demo again (a new store) and keeps them "
+                "serving until Ctrl-C")
+    return (f"the sandboxes this config points at ({where}) are not running: start them with "
+            f"`hub sandbox serve --config-out {loaded.path}` (it rewrites this file with their new ports)")
+
+
+def _written_by(path: Path) -> str | None:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            first = handle.readline()
+    except OSError:
+        return None
+    if first.startswith(DEMO_MARK):
+        return "demo"
+    return "serve" if first.startswith(SANDBOX_SERVE_MARK) else None
+
+
+def _refused(url: str) -> bool:
+    """Nothing listens at a loopback ``url`` (a quick TCP connect; other hosts are never probed here)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.hostname not in _LOOPBACK or parts.port is None:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=0.5):
+            return False
+    except OSError:
+        return True
 
 
 def people_by_source_count(store: Any) -> dict[int, int]:

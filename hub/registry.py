@@ -70,6 +70,9 @@ class ConnectorSpec:
             emulator accepts, so ``hub sandbox serve`` can tell them and ``hub demo`` can write them to files.
         conformance: gives the connector's :class:`~hub.conformance.ConformanceKit`; with it, the shared
             conformance suite runs every one of its trials on this connector.
+        check_local: the checks of a validated entry (source or destination) that need no network, such as
+            the local files it names; the offline ``hub check`` runs it on every enabled entry, so a config
+            that would fail on its first run fails there. Raises ConfigError(s) naming the field.
     """
 
     name: str
@@ -82,6 +85,7 @@ class ConnectorSpec:
     sandbox_entries: Callable[[str], dict[str, dict[str, Any]]] | None = None
     sandbox_secrets: Mapping[str, str] = field(default_factory=dict)
     conformance: Callable[[], ConformanceKit] | None = None
+    check_local: Callable[[Any, str, BuildContext], None] | None = None
 
 
 def lazy(target: str) -> Callable[..., Any]:

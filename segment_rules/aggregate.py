@@ -311,6 +311,10 @@ def _copy_chunk(buffer: bytearray, rows: int) -> Chunk:
 # ----------------------------------------------------------------------------------------------- accumulation
 
 
+MONEY_UNITS = 10_000
+"""Units per currency unit of the summed money columns (the store keeps amounts to four decimals)."""
+
+
 def _since(as_of_us: int, days: int) -> int:
     return as_of_us - days * DAY_US
 
@@ -333,7 +337,10 @@ class FeatureAccumulator:
         self._outcome_cut = None if outcome_days is None else micros(self.reads_until)
         self._slot = _slot_table(self.person_id)
         self.counts = {name: np.zeros(n, dtype=np.int64) for name in _COUNTED}
-        self.sums = {name: np.zeros(n, dtype=np.float64) for name in _SUMMED}
+        # Money adds up in whole ten-thousandths (the store's NUMERIC(18, 4)): integer sums are exact, so the
+        # same orders give the same total in any row order (float sums differ in the last bit, and a customer
+        # spending exactly a quintile edge then flips between RFM scores).
+        self.sums = {name: np.zeros(n, dtype=np.int64) for name in _SUMMED}
         self.last = {name: np.full(n, NO_LAST, dtype=np.int64) for name in _LAST}
         self.first = {name: np.full(n, NO_FIRST, dtype=np.int64) for name in _FIRST}
         self.outcome = np.zeros(n, dtype=np.int64) if outcome_days is not None else None
@@ -402,7 +409,7 @@ class FeatureAccumulator:
 
     def _total(self, slot: IntArray, mask: NDArray[np.bool_], amount: FloatArray, name: str) -> None:
         if mask.any():
-            np.add.at(self.sums[name], slot[mask], amount[mask])
+            np.add.at(self.sums[name], slot[mask], np.rint(amount[mask] * MONEY_UNITS).astype(np.int64))
 
     def order_days(self) -> IntArray:
         """Distinct UTC days with a counted order, per person."""
@@ -413,7 +420,8 @@ class FeatureAccumulator:
 
     def columns(self) -> dict[str, NDArray[Any]]:
         """Every aggregated column of :mod:`segment_rules.features` (times in µs, sentinels where none)."""
-        out: dict[str, NDArray[Any]] = {**self.counts, **self.sums, **self.last, **self.first}
+        out: dict[str, NDArray[Any]] = {**self.counts, **self.last, **self.first}
+        out |= {name: total / MONEY_UNITS for name, total in self.sums.items()}
         out["order_days"] = self.order_days()
         return out
 
@@ -463,7 +471,7 @@ class EventAccumulator:
             high = cut if w.before is None else min(cut, micros(w.before) - 1)  # before is exclusive
             self._bounds.append((np.array(kinds, dtype=np.int8), low, high))
         self.count = [np.zeros(n, dtype=np.int64) for _ in self.windows]
-        self.total = [np.zeros(n, dtype=np.float64) for _ in self.windows]
+        self.total = [np.zeros(n, dtype=np.int64) for _ in self.windows]  # in MONEY_UNITS: exact in any order
 
     def add(self, chunk: Chunk) -> None:
         """Add the chunk's rows of this accumulator's people."""
@@ -473,13 +481,13 @@ class EventAccumulator:
             rows = mine & np.isin(chunk.kind, kinds) & (chunk.at >= low) & (chunk.at <= high)
             if rows.any():
                 np.add.at(count, slot[rows], 1)
-                np.add.at(total, slot[rows], chunk.amount[rows])
+                np.add.at(total, slot[rows], np.rint(chunk.amount[rows] * MONEY_UNITS).astype(np.int64))
 
     def totals(self, window: EventWindow) -> tuple[IntArray, IntArray, FloatArray]:
         """``window``'s people with at least one such activity: their ids, counts and summed amounts."""
         k = self.windows.index(window)
         some = self.count[k] > 0
-        return self.person_id[some], self.count[k][some], self.total[k][some]
+        return self.person_id[some], self.count[k][some], self.total[k][some] / MONEY_UNITS
 
 
 def sorted_distinct(values: IntArray) -> IntArray:

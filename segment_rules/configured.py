@@ -32,9 +32,8 @@ def load_configured_rules(loaded: LoadedConfig) -> RuleSet:
     """
     protected = loaded.model.segments.protected_attributes
     folder = rules_folder(loaded)
-    return load_rules(
-        folder, protected=DEFAULT_PROTECTED if protected is None else protected, display_base=loaded.base_dir
-    )
+    # File names print relative to the current folder, as the config's own name does.
+    return load_rules(folder, protected=DEFAULT_PROTECTED if protected is None else protected)
 
 
 def scoring_settings(loaded: LoadedConfig) -> ScoringSettings:
@@ -82,7 +81,16 @@ def evaluate_configured(
     people = changed_since_last_run(store) if changed_only else None
     if people == []:
         return None
-    result = evaluate(store, rules or load_configured_rules(loaded), as_of=as_of, settings=scoring_settings(loaded),
+    rules = rules or load_configured_rules(loaded)
+    if not rules.segments:
+        from hub.config.loader import display_path
+        from hub.errors import ConfigError
+
+        raise ConfigError(
+            f"{display_path(rules_folder(loaded))}: no segment rules here (no .yaml file defines a segment): "
+            "`hub init` writes the example rules, or set segments.rules_dir to your rules folder"
+        )
+    result = evaluate(store, rules, as_of=as_of, settings=scoring_settings(loaded),
                       quality=quality_settings(loaded), person_ids=people)
     queue_webhooks(store, loaded.model.push)
     return result

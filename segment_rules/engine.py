@@ -141,7 +141,9 @@ def compute(
         cutoffs = events = None
         also: list[Accumulator] = []
         if person_ids is None:
-            cutoffs = CutoffReader(as_of, ChurnSettings(horizon_days=settings.churn_horizon_days), people)
+            cutoffs = CutoffReader(
+                as_of, ChurnSettings(horizon_days=settings.churn_horizon_days, penalizer=settings.penalizer), people
+            )
             also += cutoffs.accumulators.values()
             if windows:
                 events = EventAccumulator(as_of, people.person_id, windows)
@@ -496,6 +498,8 @@ class _Evaluation:
     def sizes(self, conn: Connection) -> list[tuple[int, int]]:
         """Per segment, members and held-out members as evaluated (after a full run: the open stays)."""
         n = len(self.names)
+        if n == 0:  # a rules folder without rules: scores only, and SELECT with no columns is no SQL at all
+            return []
         sums = [sa.func.sum(self._bit("m", i)) for i in range(n)] + [sa.func.sum(self._bit("h", i)) for i in range(n)]
         row = conn.execute(sa.select(*sums)).one()
         return [(int(row[i] or 0), int(row[n + i] or 0)) for i in range(n)]

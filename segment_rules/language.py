@@ -68,6 +68,11 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 DURATION_RE = re.compile(r"^(\d+)\s*(d|w|h|m)$")
 _DURATION_UNITS = {"d": timedelta(days=1), "w": timedelta(weeks=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
 MAX_HOLDOUT_PERCENT = 50.0
+# A window reaching further back than this is a typo (and as_of minus it would leave datetime's range).
+MAX_WINDOW_DAYS = 36500
+# Numbers are compared as floats, in SQL too: beyond 2**53 a float no longer holds every integer, and far
+# beyond it SQLite and PostgreSQL integers overflow. No count, amount or score in a rule comes near.
+MAX_NUMBER = 10**15
 
 
 class Op(StrEnum):
@@ -214,7 +219,11 @@ def parse_window(value: object) -> timedelta:
     if isinstance(value, str):
         m = DURATION_RE.match(value.strip())
         if m:
-            return int(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            unit = _DURATION_UNITS[m.group(2)]
+            # Compared before multiplying: a timedelta of a 20-digit count of days overflows.
+            if int(m.group(1)) * unit.total_seconds() > MAX_WINDOW_DAYS * 86400:
+                raise ValueError(f"window {value!r} is out of range (at most {MAX_WINDOW_DAYS}d)")
+            return int(m.group(1)) * unit
     raise ValueError(f"must be a duration such as 30d, 12w or 6h, not {value!r}")
 
 
@@ -616,7 +625,7 @@ def _ordered(spec: FieldSpec, value: object) -> Any:
         if isinstance(value, bool):
             raise ValueError("comparisons need a number or a date")
         if isinstance(value, int | float):
-            return float(value)
+            return float(_in_range(value))
         return parse_when(value)
     raise ValueError(f"comparisons need a number or time field; {spec.name!r} is {_a(spec.type)}")
 
@@ -624,7 +633,18 @@ def _ordered(spec: FieldSpec, value: object) -> Any:
 def _number(spec: FieldSpec, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{spec.name!r} is {_a(spec.type)}: compare it with a number, not {value!r}")
-    return float(value)
+    return float(_in_range(value))
+
+
+def _in_range(value: int | float, hint: str = "") -> int | float:
+    """``value`` if SQL can compare it exactly; ValueError otherwise (before ``float()`` can overflow)."""
+    if isinstance(value, float) and value != value:
+        raise ValueError("must be a number, not NaN")
+    if not -MAX_NUMBER <= value <= MAX_NUMBER:
+        shown = f"{value:.3g}" if isinstance(value, float) else (str(value) if len(str(value)) <= 40 else
+                                                                 f"a {len(str(abs(value)))}-digit number")
+        raise ValueError(f"{shown} is out of range (numbers in rules are at most 1e15 in magnitude){hint}")
+    return value
 
 
 def _scalar(spec: FieldSpec, value: object) -> Any:
@@ -643,6 +663,9 @@ def _scalar(spec: FieldSpec, value: object) -> Any:
         return str(value)
     if isinstance(value, Mapping | list):
         raise ValueError("compare with a single value")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # An id written as a number (a 20-digit one) is text to the store: say how to compare it.
+        return _in_range(value, " (quote it to compare it as text)")
     return value
 
 

@@ -56,6 +56,18 @@ class RuleSet:
         return [s.name for s in self.segments]
 
 
+class RuleErrors(ConfigErrors):
+    """The problems of a rules folder, and every segment name its files define (valid or not).
+
+    With the names, a caller can check references from elsewhere (a destination's ``segments``) without
+    reporting a segment as unknown when its file only has an error.
+    """
+
+    def __init__(self, errors: list[ConfigError], defined: Iterable[str]) -> None:
+        super().__init__(errors)
+        self.defined = frozenset(defined)
+
+
 def rule_files(folder: Path) -> list[Path]:
     """The rule files of ``folder`` (``*.yaml`` and ``*.yml``, in name order)."""
     return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
@@ -69,15 +81,17 @@ def load_rules(
     Args:
         folder: the rules folder.
         protected: attribute names rules may not use without ``allow_protected``.
-        display_base: file names in messages are relative to this folder when possible.
+        display_base: file names in messages are relative to this folder when possible (default: relative to
+            the current folder when inside it, else absolute, as config file names print).
 
     Raises:
-        ConfigErrors: every problem found, one ``file:line:col: field: message`` line each.
+        RuleErrors: every problem found, one ``file:line:col: field: message`` line each.
     """
-    from hub.config.loader import read_yaml
+    from hub.config.loader import read_text_file, read_yaml
 
     if not folder.is_dir():
-        raise ConfigErrors([ConfigError(f"segment rules folder {folder} does not exist", field="segments.rules_dir")])
+        raise RuleErrors([ConfigError(f"segment rules folder {_shown(folder, None)} does not exist",
+                                      field="segments.rules_dir")], ())
     blocked = frozenset(p.lower() for p in protected)
     errors: list[ConfigError] = []
     segments: list[SegmentDef] = []
@@ -87,12 +101,12 @@ def load_rules(
     for path in files:
         shown = _shown(path, display_base)
         try:
-            doc = read_yaml(path.read_text(encoding="utf-8"), shown)
+            doc = read_yaml(read_text_file(path, shown, what="rule file"), shown)
         except ConfigErrors as exc:
             errors.extend(exc.errors)
             continue
-        except (OSError, UnicodeDecodeError) as exc:
-            errors.append(ConfigError(f"cannot read rule file: {exc}", location=shown))
+        except OSError as exc:  # removed since the folder was listed
+            errors.append(ConfigError(f"cannot read rule file: {exc.strerror or exc}", location=shown))
             continue
         errors.extend(doc.interpolation_errors)
         parser = Parser(doc.locate, blocked)
@@ -108,17 +122,19 @@ def load_rules(
     segments = _unique(segments, errors)
     ordered = _ordered(segments, defined, errors, groups)
     if errors:
-        raise ConfigErrors(errors)
+        raise RuleErrors(errors, defined)
     return RuleSet(tuple(ordered), groups, tuple(files))
 
 
 def _shown(path: Path, base: Path | None) -> str:
+    from hub.config.loader import display_path
+
     if base is not None:
         try:
             return str(path.relative_to(base))
         except ValueError:
             pass
-    return str(path)
+    return display_path(path)
 
 
 def _unique(segments: list[SegmentDef], errors: list[ConfigError]) -> list[SegmentDef]:

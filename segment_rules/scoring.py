@@ -25,10 +25,10 @@ churn scores stay empty and the report says so; RFM falls back to fixed bins by 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -39,7 +39,7 @@ from hub.store import models as m
 from hub.store.bulk import Column
 
 from .aggregate import micros
-from .btyd import BetaGeoModel, ConvergenceError, GammaGammaModel, customer_lifetime_value
+from .btyd import PENALIZER_GRID, BetaGeoModel, ConvergenceError, GammaGammaModel, customer_lifetime_value
 from .features import DaysBetween
 from .rfm import RFMScorer
 
@@ -67,7 +67,12 @@ class ScoringSettings:
         min_repeat_buyers: fewer repeat buyers than this leave CLV and churn empty.
         rfm_policy: ``auto``, ``quantile`` or ``fixed`` (see :class:`~segment_rules.rfm.RFMScorer`).
         rfm_min_customers: below this many customers RFM uses fixed bins.
-        penalizer: L2 penalizer of the BG/NBD and Gamma-Gamma fits (stabilises small shops).
+        penalizer: L2 penalizer of the BG/NBD and Gamma-Gamma fits, in the units of
+            :class:`~segment_rules.btyd.BetaGeoModel` and :class:`~segment_rules.btyd.GammaGammaModel` (those of
+            ``lifetimes``). ``"auto"`` (the default): maximum likelihood, as the literature fits these models,
+            and the smallest penalty of :data:`~segment_rules.btyd.PENALIZER_GRID` that converges only where
+            maximum likelihood does not. ``hub model clv`` scores the grid on held-out data and says whether a
+            penalty helps; a number set here is used as is.
     """
 
     clv_horizon_months: int = 12
@@ -77,7 +82,7 @@ class ScoringSettings:
     min_repeat_buyers: int = 20
     rfm_policy: str = "auto"
     rfm_min_customers: int = 50
-    penalizer: float = 0.001
+    penalizer: float | str = "auto"
 
 
 @dataclass
@@ -259,9 +264,12 @@ def _btyd_models(
                 f"{settings.min_repeat_buyers} needed for a stable fit"
             )
             return None, None
-        bgnbd = fit_bgnbd(x, tx, age, settings.penalizer)
+        bgnbd = fit_bgnbd(x, tx, age, settings.penalizer, report.notes)
         positive = fit_sample(len(x)) & repeat & (aov > 0)
-        gg = GammaGammaModel(penalizer=settings.penalizer).fit(x[positive], aov[positive])
+        gg = stable_fit(
+            lambda value: GammaGammaModel(penalizer=value).fit(x[positive], aov[positive]),
+            settings.penalizer, "Gamma-Gamma", report.notes,
+        )
     report.bgnbd, report.gamma_gamma = bgnbd.to_dict(), gg.to_dict()
     return bgnbd, gg
 
@@ -278,11 +286,45 @@ def fit_sample(n: int, limit: int = FIT_SAMPLE) -> NDArray[np.bool_]:
     return keep
 
 
-def fit_bgnbd(x: FloatArray, tx: FloatArray, age: FloatArray, penalizer: float) -> BetaGeoModel:
-    """BG/NBD fitted on the distinct (x, t_x, T) rows of a sample of the customers, weighted by their count."""
+_Fitted = TypeVar("_Fitted")
+
+
+def stable_fit(
+    fit: Callable[[float], _Fitted], penalizer: float | str, model: str, notes: list[str] | None = None
+) -> _Fitted:
+    """``fit(penalizer)``; with ``"auto"``, maximum likelihood first, then the grid's penalties in increasing
+    order until one converges (said in ``notes``), since a penalty is only wanted where the data need it.
+
+    Raises:
+        ConvergenceError: when no value converges (or the configured one does not).
+    """
+    if penalizer != "auto":
+        return fit(float(penalizer))
+    failure: ConvergenceError | None = None
+    for value in PENALIZER_GRID:
+        try:
+            fitted = fit(value)
+        except ConvergenceError as exc:
+            failure = failure or exc
+            continue
+        if value and notes is not None:
+            notes.append(f"{model}: no maximum-likelihood fit converged on this shop; penalizer {value:g} used")
+        return fitted
+    assert failure is not None
+    raise failure
+
+
+def fit_bgnbd(
+    x: FloatArray, tx: FloatArray, age: FloatArray, penalizer: float | str, notes: list[str] | None = None
+) -> BetaGeoModel:
+    """BG/NBD fitted on the distinct (x, t_x, T) rows of a sample of the customers, weighted by their count
+    (see :func:`stable_fit` for ``penalizer="auto"``)."""
     keep = fit_sample(len(x))
     rows, weights = np.unique(np.column_stack([x[keep], tx[keep], age[keep]]), axis=0, return_counts=True)
-    return BetaGeoModel(penalizer=penalizer).fit(rows[:, 0], rows[:, 1], rows[:, 2], weights)
+    return stable_fit(
+        lambda value: BetaGeoModel(penalizer=value).fit(rows[:, 0], rows[:, 1], rows[:, 2], weights),
+        penalizer, "BG/NBD", notes,
+    )
 
 
 def _simple_clv(f: FeatureArrays, buyer: NDArray[np.bool_], settings: ScoringSettings) -> FloatArray:
@@ -339,9 +381,12 @@ def stored_scores(scores: Scores, scored: datetime, start: int, stop: int) -> di
     return out
 
 
-def clv_backtest(conn: Connection, as_of: datetime, holdout_days: int, penalizer: float = 0.001) -> dict[str, Any]:
+def clv_backtest(
+    conn: Connection, as_of: datetime, holdout_days: int, penalizer: float | str = "auto"
+) -> dict[str, Any]:
     """Fit BG/NBD x Gamma-Gamma on the orders up to ``as_of - holdout_days`` and compare its forecast with what
-    happened up to ``as_of``: predicted vs actual repeat purchases and spend, per customer and in total.
+    happened up to ``as_of``: purchases and spend per customer and in total, against the simple formula and
+    predicting zero. ``penalizer="auto"`` chooses it on a held-out part of the calibration window only.
 
     Orders are read as (person, days before ``as_of``, amount) arrays, cancelled and refunded ones left out,
     for the people in scope only.
@@ -366,26 +411,35 @@ def clv_backtest(conn: Connection, as_of: datetime, holdout_days: int, penalizer
         data[:, 0].astype(np.int64), stamps, np.nan_to_num(data[:, 2]), cutoff.replace(tzinfo=None),
         as_of.replace(tzinfo=None), penalizer=penalizer,
     )
+    baselines = {name: measures.as_dict() for name, measures in report.spend_baselines.items()}
     return {
         "calibration_end": cutoff.isoformat(),
         "holdout_end": as_of.isoformat(),
         "customers": len(report.summary.frequency),
+        "penalizer": report.penalizer.as_dict(),
         "bgnbd": report.bgnbd.to_dict(),
         "gamma_gamma": report.gamma_gamma.to_dict(),
-        "repeat_purchases": {
-            "predicted": round(report.predicted_purchases_total, 2),
-            "actual": round(report.actual_purchases_total, 2),
-            "mae_per_customer": round(report.purchases_mae, 4),
-            "spearman": _finite(report.purchases_spearman),
-        },
-        "spend": {
-            "predicted": round(report.predicted_spend_total, 2),
-            "actual": round(report.actual_spend_total, 2),
-            "mae_per_customer": round(report.spend_mae, 4),
-            "spearman": _finite(report.spend_spearman),
-        },
+        "repeat_purchases": report.purchases.as_dict(),
+        "spend": report.spend.as_dict(),
+        "spend_baselines": baselines,
+        "verdict": clv_verdict(report.spend.rmse, {k: v.rmse for k, v in report.spend_baselines.items()}),
         "spend_customers_dropped": report.n_spend_dropped,
     }
+
+
+_BASELINE_WORDS = {"simple_formula": "the simple formula", "zero": "predicting zero"}
+
+
+def clv_verdict(model_rmse: float, baseline_rmse: dict[str, float]) -> str:
+    """One sentence: does the model's per-customer spend forecast beat each baseline's (by RMSE)?"""
+    beaten = [_BASELINE_WORDS[k] for k, v in baseline_rmse.items() if model_rmse < v]
+    not_beaten = [_BASELINE_WORDS[k] for k, v in baseline_rmse.items() if model_rmse >= v]
+    figures = ", ".join(f"{_BASELINE_WORDS[k]} {v:.2f}" for k, v in baseline_rmse.items())
+    if not not_beaten:
+        return f"the model forecasts spend per customer better than {' and '.join(beaten)} (RMSE {model_rmse:.2f}; "\
+               f"{figures})"
+    return f"the model does not beat {' and '.join(not_beaten)} on this store (RMSE {model_rmse:.2f}; {figures}): "\
+           "use its CLV for ranking with care"
 
 
 def _finite(value: float) -> float | None:

@@ -223,7 +223,9 @@ def test_a_source_with_bad_credentials_stops_alone(flaky: None, monkeypatch: pyt
     result = invoke(["sync", "--json"])
     assert result.exit_code == 2, all_output(result)
     assert [(r["source"], r["status"]) for r in json.loads(result.stdout)] == [("broken", "config_error"), ("up", "ok")]
-    assert "broken: config error:" in result.stderr and "MISSING_TOKEN" in result.stderr
+    # Placed in the config as `hub check` places it: the token's own line and column.
+    assert result.stderr.splitlines()[0] == ("config.yaml:2:32: sources.broken.token: environment variable "
+                                             "MISSING_TOKEN is not set (referenced as env:MISSING_TOKEN)")
     no_traceback(result)
 
 
@@ -338,7 +340,7 @@ def test_the_packaged_example_is_the_documented_one() -> None:
     )
 
 
-def test_init_writes_a_commented_config_that_passes_check(tmp_path: Path) -> None:
+def test_init_writes_a_commented_config_that_check_explains(tmp_path: Path) -> None:
     Path("conf").mkdir()
     result = invoke(["init", "conf/hub.yaml"])
     assert result.exit_code == 0, all_output(result)
@@ -352,6 +354,28 @@ def test_init_writes_a_commented_config_that_passes_check(tmp_path: Path) -> Non
         f"wrote {len(shipped)} example segment rule files to conf/segment_rules\n"
     )
     assert sorted(p.name for p in (tmp_path / "conf" / "segment_rules").iterdir()) == shipped
+    # The example's CSV exports are the user's to provide: check names each file, where the config wants it.
+    missing = invoke(["check", "--config", "conf/hub.yaml"])
+    assert missing.exit_code == 2, all_output(missing)
+    exports = tmp_path / "conf" / "exports"
+    lines = text.splitlines()
+
+    def at(needle: str) -> str:
+        row = next(i for i, line in enumerate(lines) if needle in line)
+        return f"conf/hub.yaml:{row + 1}:{lines[row].index(needle) + 7}"
+
+    assert missing.stderr.splitlines() == [
+        f"{at('path: exports/contacts.csv')}: sources.shop_exports.files[0].path: file not found: "
+        f"{exports / 'contacts.csv'}",
+        f"{at('path: exports/orders*.csv')}: sources.shop_exports.files[1].path: no file matches "
+        f"'{exports / 'orders*.csv'}' (set allow_empty: true if that is normal)",
+        f"{at('path: exports/events.csv')}: sources.shop_exports.files[2].path: file not found: "
+        f"{exports / 'events.csv'}",
+    ]
+    exports.mkdir()
+    write(exports / "contacts.csv", "id,email,first_name,last_name,consent,lifecycle_stage\n")
+    write(exports / "orders-1.csv", "id,customer_id,email,occurred_at,amount,currency,status,channel,categories\n")
+    write(exports / "events.csv", "id,customer_id,email,type,occurred_at,campaign,category,page_views\n")
     checked = invoke(["check", "--config", "conf/hub.yaml"])
     assert checked.exit_code == 0, all_output(checked)
     assert checked.stdout == "conf/hub.yaml: ok (4 sources, 3 destinations)\n"
@@ -364,11 +388,13 @@ def test_init_writes_a_commented_config_that_passes_check(tmp_path: Path) -> Non
     assert written.read_text(encoding="utf-8") == EXAMPLE.read_text(encoding="utf-8")
 
 
-def test_the_example_config_passes_an_offline_check() -> None:
-    # The CSV files it names do not exist here; an offline check does not read them.
+def test_the_example_config_passes_an_offline_check_but_for_its_csv_files() -> None:
+    # The CSV exports it names do not exist next to it; everything else is valid.
     result = invoke(["check", "--config", str(EXAMPLE)])
-    assert result.exit_code == 0, all_output(result)
-    assert result.stdout == f"{EXAMPLE}: ok (4 sources, 3 destinations)\n"
+    assert result.exit_code == 2, all_output(result)
+    fields = [line.split(": ")[1] for line in result.stderr.splitlines()]
+    assert fields == [f"sources.shop_exports.files[{i}].path" for i in range(3)], result.stderr
+    assert result.stdout == ""
 
 
 def _schema() -> dict[str, Any]:

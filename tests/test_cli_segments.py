@@ -67,7 +67,8 @@ def test_check_reports_rule_errors_with_file_and_line(demo: Path) -> None:
     result = invoke(["check", "--config", str(demo)])
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
-        "segment_rules/broken.yaml:4:7: rule.all[0].spend_356d: unknown field (did you mean 'spend_365d'?)"
+        # Relative to the current folder, as the config's own name prints (not to the config's folder).
+        "demo/segment_rules/broken.yaml:4:7: rule.all[0].spend_356d: unknown field (did you mean 'spend_365d'?)"
     ]
     assert "Traceback" not in all_output(result)
     segment = invoke(["segment", "--config", str(demo)])
@@ -122,3 +123,17 @@ def test_segment_changed_re_evaluates_only_who_changed_and_says_when_nobody_did(
     assert invoke(["sync", "--config", str(demo)]).exit_code == 0
     changed = json.loads(invoke(args).stdout)
     assert changed["incremental"] is True and changed["segments"]  # one person re-evaluated, sizes reported
+
+
+def test_segment_with_an_empty_rules_folder_says_so_in_one_line(demo: Path) -> None:
+    empty = demo.parent / "no_rules"
+    empty.mkdir()
+    text = demo.read_text(encoding="utf-8")
+    assert "\nsegments:" not in text  # the demo uses the default folder: point it at the empty one
+    demo.write_text(text + "segments:\n  rules_dir: no_rules\n", encoding="utf-8")
+    result = invoke(["segment", "--as-of", AS_OF, "--config", str(demo)])
+    assert result.exit_code == 2, all_output(result)
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert lines == [f"error: {Path('demo/no_rules')}: no segment rules here (no .yaml file defines a segment): "
+                     "`hub init` writes the example rules, or set segments.rules_dir to your rules folder"]
+    assert "Traceback" not in all_output(result) and "SQL" not in all_output(result)

@@ -25,12 +25,21 @@ def build_source(config: CsvSourceConfig, name: str, ctx: BuildContext) -> CsvSo
     return CsvSource(config, name, ctx.base_dir)
 
 
+def check_files(config: CsvSourceConfig, name: str, ctx: BuildContext) -> None:
+    """The offline check of ``hub check``: each entry's files exist and their headers fit the mapping.
+
+    The same check the source runs before a sync, so ``hub check`` and ``hub sync`` cannot disagree.
+    """
+    build_source(config, name, ctx).check()
+
+
 CONNECTOR = ConnectorSpec(
     name="csv",
     summary="Contacts, orders and events from CSV exports, incremental by file content",
     source_config=CsvSourceConfig,
     build_source=build_source,
     conformance=lazy(f"{__name__}.conformance:kit"),
+    check_local=check_files,
 )
 
-__all__ = ["CONNECTOR", "CsvSourceConfig", "build_source"]
+__all__ = ["CONNECTOR", "CsvSourceConfig", "build_source", "check_files"]

@@ -7,6 +7,7 @@ the line and column of every key and value; pydantic's error locations are mappe
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import os
 import re
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from hub.config.models import HubConfig
     from hub.registry import ConnectorSpec
 
+EMPTY_CONFIG_MESSAGE = (
+    "the config is empty: it needs at least one entry under `sources:` (see config.example.yaml, "
+    "or write a commented one with `hub init`)"
+)
 ENV_CONFIG = "HUB_CONFIG"
 DEFAULT_CONFIG = "config.yaml"
 EXTENSION_PREFIX = "x-"
@@ -138,6 +143,54 @@ class YamlDocument:
             return _loc(self.filename, (0, 0))
         exact = here == tuple(path)
         return _loc(self.filename, node.value if exact and not node.collection and not key else node.key)
+
+
+def display_path(path: Path) -> str:
+    """``path`` as messages show it: relative to the current folder when inside it, else absolute."""
+    full = path.absolute()
+    try:
+        return str(full.relative_to(Path.cwd()))
+    except ValueError:
+        return str(full)
+
+
+def read_text_file(path: Path, shown: str, *, what: str = "config file") -> str:
+    """The text of a UTF-8 config or rule file; ConfigErrors (one line, with the position) if it is not one.
+
+    Raises:
+        FileNotFoundError: there is no such file (callers word that themselves).
+        ConfigErrors: the file cannot be read, or is not UTF-8 text.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigErrors([ConfigError(f"cannot read {what}: {reason}", location=shown)]) from None
+    return decode_text(raw, shown)
+
+
+def decode_text(raw: bytes, shown: str) -> str:
+    """``raw`` decoded as UTF-8 (a leading BOM dropped); ConfigErrors at the first byte that is not text.
+
+    A NUL byte is valid UTF-8 but never text: YAML refuses it with a message that does not say why.
+    """
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = bom + exc.start
+        problem = f"not a UTF-8 text file (byte 0x{raw[offset]:02x} at offset {offset})"
+    else:
+        nul = raw.find(b"\0")
+        if nul < 0:
+            return text
+        offset, problem = nul, f"not a text file (NUL byte at offset {nul})"
+    line_start = raw.rfind(b"\n", 0, offset) + 1
+    column = len(raw[line_start:offset].decode("utf-8", errors="replace"))
+    pos = (raw.count(b"\n", 0, offset), column)
+    raise ConfigErrors([ConfigError(problem, location=_loc(shown, pos))])
 
 
 def read_yaml(text: str, filename: str, environ: Mapping[str, str] | None = None) -> YamlDocument:
@@ -467,6 +520,71 @@ class LoadedConfig:
     base_dir: Path
     model: HubConfig
     secret_refs: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    document: YamlDocument | None = field(default=None, repr=False, compare=False)
+
+    def locate(self, field_path: str, *, key: bool = False) -> str:
+        """``file:line:col`` of a field path (``sources.x.files.0.path`` or ``sources.x.files[0].path``).
+
+        A path that is not in the file (a default, a missing field) points at its nearest written parent.
+        """
+        if self.document is None:
+            return _loc(str(self.path), (0, 0))
+        return self.document.locate(self._path_of(field_path), key=key)
+
+    def place(self, error: ConfigError, *, field_path: str | None = None) -> list[ConfigError]:
+        """``error`` (each line of a ConfigErrors) with a position in this file and the loader's field style.
+
+        Connectors raise errors naming a field (``sources.x.files.0.path``) but not where it is written; an
+        error that already has a location (a CSV header line) keeps it.
+
+        Args:
+            error: the error, or several.
+            field_path: the field of errors that name none (the entry they came from).
+        """
+        items = error.errors if isinstance(error, ConfigErrors) else [error]
+        placed: list[ConfigError] = []
+        for item in items:
+            raw_field = item.field or field_path
+            dotted = _dotted(self._path_of(raw_field)) if raw_field else None
+            location = item.location or (self.locate(raw_field) if raw_field else _loc(str(self.path), (0, 0)))
+            placed.append(ConfigError(item.message, location=location, field=dotted))
+        return placed
+
+    def unknown_segments(self, defined: Iterable[str]) -> list[ConfigError]:
+        """One error per segment a destination (or a webhook) names that no rule file defines.
+
+        Disabled destinations too: they are validated like the others, only never pushed.
+        """
+        known = sorted(set(defined))
+        errors: list[ConfigError] = []
+        for name, entry in self.model.destinations.items():
+            names = entry.segments if isinstance(entry.segments, list) else list(entry.segments)
+            # A map names the segment by its key; a list by its item.
+            keyed = not isinstance(entry.segments, list)
+            for index, segment in enumerate(names):
+                path: Path_ = ("destinations", name, "segments", segment if keyed else index)
+                errors.extend(self._unknown_segment(segment, path, known, key=keyed))
+        for name, hook in self.model.push.webhooks.items():
+            for index, segment in enumerate(hook.segments or ()):
+                errors.extend(self._unknown_segment(segment, ("push", "webhooks", name, "segments", index), known))
+        return errors
+
+    def _unknown_segment(self, segment: str, path: Path_, known: Sequence[str], *, key: bool = False
+                         ) -> list[ConfigError]:
+        if segment in known:
+            return []
+        message = f"unknown segment {segment!r}: no rule file defines it{_did_you_mean(segment, known)}"
+        where = self.document.locate(path, key=key) if self.document else _loc(str(self.path), (0, 0))
+        return [ConfigError(message, location=where, field=_dotted(path))]
+
+    def _path_of(self, field_path: str) -> Path_:
+        """The data path of a dotted field path, reading a number as a list index where the data has a list."""
+        nodes = self.document._tree.nodes if self.document is not None else {}
+        path: Path_ = ()
+        for part in re.findall(r"[^.\[\]]+", field_path):
+            index = (*path, int(part)) if part.isdigit() else None
+            path = index if index is not None and index in nodes else (*path, part)
+        return path
 
     def resolve_secret(self, ref: str) -> SecretStr:
         """The value of a secret reference (registered for redaction); ConfigError at the reference's position.
@@ -548,14 +666,11 @@ def load_config(
     """
     file = Path(path) if path is not None else default_config_path(environ)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_text_file(file, str(file))
     except FileNotFoundError:
         raise ConfigErrors(
             [ConfigError(f"config file not found (create one with `hub init {file}`)", location=str(file))]
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigErrors([ConfigError(f"cannot read config file: {reason}", location=str(file))]) from None
     return validate_config_text(text, filename=str(file), base_dir=file.resolve().parent, specs=specs,
                                 environ=environ)
 
@@ -588,9 +703,14 @@ def validate_config_text(
         )])
     # Top-level `x-...` keys hold YAML anchors for reuse (`<<: *crm`), as in docker-compose; they are not config.
     data = {k: v for k, v in tree.data.items() if not (isinstance(k, str) and k.startswith(EXTENSION_PREFIX))}
+    if not data:
+        # An empty file (or one whose every line is commented out) would pass and then do nothing at all:
+        # most often it is the wrong file, or one truncated while being written.
+        raise ConfigErrors([ConfigError(EMPTY_CONFIG_MESSAGE, location=_loc(filename, (0, 0)))])
     tree.data = data
     model_cls = build_config_model(found)
     errors = [(path, _dotted(path), pos, msg) for path, pos, msg in tree.errors]
+    errors += [(path, _dotted(path), tree.nodes[path].value, msg) for path, msg in _out_of_range(data)]
     model: HubConfig | None = None
     try:
         model = model_cls.model_validate(data)
@@ -599,6 +719,8 @@ def validate_config_text(
         broken = {path for path, *_ in errors}
         # A value whose interpolation failed also fails validation; its first error says why.
         errors += [e for e in map(translator.translate, exc.errors()) if e[0] not in broken]
+    if model is not None:
+        errors += _cross_references(model, tree)
     if errors or model is None:
         raise ConfigErrors(_merge(filename, errors))
     return LoadedConfig(
@@ -606,7 +728,39 @@ def validate_config_text(
         base_dir=base_dir or Path.cwd(),
         model=model,
         secret_refs=_secret_refs(model, tree, filename),
+        document=YamlDocument(filename, data, tree),
     )
+
+
+# The largest integer SQLite and PostgreSQL (bigint) store; a larger one fails when it reaches the store.
+MAX_INTEGER = 2**63 - 1
+
+
+def _out_of_range(value: Any, path: Path_ = ()) -> Iterator[tuple[Path_, str]]:
+    """Every integer too large for a store column, as (path, message): it would pass here and fail later."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _out_of_range(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _out_of_range(item, (*path, index))
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+        yield path, f"number out of range (at most {MAX_INTEGER})"
+
+
+def _cross_references(model: HubConfig, tree: _Tree) -> list[tuple[Path_, str, LineCol, str]]:
+    """Names one entry gives of another that does not exist (a push would fail on them later)."""
+    errors: list[tuple[Path_, str, LineCol, str]] = []
+    sources = sorted(model.sources)
+    for name, entry in model.destinations.items():
+        source = getattr(entry, "source", None)
+        if source is not None and source not in model.sources:
+            path: Path_ = ("destinations", name, "source")
+            known = ", ".join(sources) or "none"
+            message = f"no source named {source!r} (sources: {known}){_did_you_mean(source, sources)}"
+            node = tree.nodes.get(path)
+            errors.append((path, _dotted(path), node.value if node else (0, 0), message))
+    return errors
 
 
 def _merge(filename: str, errors: list[tuple[Path_, str, LineCol, str]]) -> list[ConfigError]:

@@ -33,13 +33,22 @@ DURATION_RE = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# What a reference with another scheme looks like (vault:..., op://...): short lowercase letters and a colon.
+_SCHEME_RE = re.compile(r"^([a-z][a-z0-9+-]{0,11}):")
+SECRET_SCHEMES = ("keyring", "env", "file")
+_REF_FORMS = "keyring:SERVICE/NAME, env:NAME or file:PATH"
+
+
 def _check_secret_ref(value: str) -> str:
-    if not SECRET_REF_RE.match(value):
-        # Never echo the value: it may be a pasted secret.
-        raise ValueError(
-            "must be a secret reference (keyring:SERVICE/NAME, env:NAME or file:PATH), not the secret itself"
-        )
-    return value
+    if SECRET_REF_RE.match(value):
+        return value
+    # Only the scheme is ever echoed, never the value: it may be a pasted secret.
+    scheme = _SCHEME_RE.match(value)
+    if scheme is None:
+        raise ValueError(f"must be a secret reference ({_REF_FORMS}), not the secret itself")
+    if scheme.group(1) in SECRET_SCHEMES:
+        raise ValueError(f"malformed {scheme.group(1)}: reference (use {_REF_FORMS})")
+    raise ValueError(f"unknown secret scheme {scheme.group(1)!r} (use {_REF_FORMS})")
 
 
 class SecretRefMarker:
@@ -62,16 +71,71 @@ SecretRef = Annotated[
 ]
 
 
+# Every duration in a config is an interval, a window or a wait; ten years is beyond any of them, and a bound
+# keeps date arithmetic (now + every) far from datetime's limits.
+MAX_DURATION_DAYS = 3650
+_MAX_DURATION_S = MAX_DURATION_DAYS * 86400
+
+
 def parse_duration(value: str | int | float | timedelta) -> timedelta:
-    """Parse ``90d``, ``15m``, ``30s`` (or a number of seconds) into a timedelta."""
+    """Parse ``90d``, ``15m``, ``30s`` (or a number of seconds) into a timedelta.
+
+    Raises:
+        ValueError: not a duration, or longer than :data:`MAX_DURATION_DAYS` days.
+    """
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    m = DURATION_RE.match(value.strip())
-    if not m:
-        raise ValueError(f"invalid duration {value!r} (use e.g. 30s, 15m, 6h, 90d, 2w)")
-    return timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+        seconds: float = value
+    else:
+        m = DURATION_RE.match(value.strip())
+        if not m:
+            raise ValueError(f"invalid duration {value!r} (use e.g. 30s, 15m, 6h, 90d, 2w)")
+        seconds = int(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    if not 0 <= seconds <= _MAX_DURATION_S:  # NaN fails this too
+        shown = value if isinstance(value, str) else f"{value}s"
+        raise ValueError(f"duration {shown!r} is out of range (0s to {MAX_DURATION_DAYS}d)")
+    return timedelta(seconds=seconds)
+
+
+# The five crontab fields with their ranges, as APScheduler's CronTrigger.from_crontab reads them.
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
+                ("day of week", 0, 6))
+_CRON_ITEM_RE = re.compile(r"^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
+
+
+def check_cron(value: str) -> str:
+    """``value`` if it is a 5-field cron expression the daemon's scheduler accepts; ValueError otherwise.
+
+    Numeric fields are checked here; names (``mon-fri``, ``jan``) and other forms are left to APScheduler,
+    imported only then (it costs a noticeable part of a second).
+    """
+    fields = value.split()
+    if len(fields) != 5:
+        raise ValueError("cron needs 5 fields: minute hour day-of-month month day-of-week")
+    simple = True
+    for text, (name, low, high) in zip(fields, _CRON_FIELDS, strict=True):
+        for item in text.split(","):
+            m = _CRON_ITEM_RE.match(item)
+            if m is None:
+                simple = False
+                continue
+            first, last, step = m.group(2), m.group(3), m.group(4)
+            numbers = [int(n) for n in (first, last) if n is not None]
+            if any(not low <= n <= high for n in numbers):
+                raise ValueError(f"invalid cron expression {value!r}: {name} {item!r} is out of range {low}-{high}")
+            if len(numbers) == 2 and numbers[0] > numbers[1]:
+                raise ValueError(f"invalid cron expression {value!r}: {name} range {item!r} runs backwards")
+            if step is not None and int(step) == 0:
+                raise ValueError(f"invalid cron expression {value!r}: {name} step {item!r} is 0")
+    if not simple:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
+    return value
 
 
 class StrictModel(BaseModel):
@@ -87,16 +151,30 @@ class Schedule(StrictModel):
     cron: str | None = Field(None, description="Cron expression (5 fields), e.g. '0 */2 * * *'")
     jitter: str | None = Field(None, description="Random delay added to each run, e.g. 30s")
 
+    # Checked per field, so an error points at the value that is wrong.
+    @field_validator("every")
+    @classmethod
+    def _interval(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return value
+
+    @field_validator("jitter")
+    @classmethod
+    def _jitter(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        return check_cron(value) if value is not None else None
+
     @model_validator(mode="after")
     def _one_of(self) -> Schedule:
         if (self.every is None) == (self.cron is None):
             raise ValueError("set exactly one of 'every' or 'cron'")
-        if self.every is not None:
-            parse_duration(self.every)
-        if self.jitter is not None:
-            parse_duration(self.jitter)
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError("cron needs 5 fields: minute hour day-of-month month day-of-week")
         return self
 
 
@@ -178,6 +256,11 @@ class ScoringConfig(StrictModel):
         "auto", description="RFM bins: quintiles with a fixed-bin fallback on ties (auto), always one of them"
     )
     rfm_min_customers: int = Field(50, ge=1, description="Below this many customers RFM uses fixed bins")
+    penalizer: Literal["auto"] | Annotated[float, Field(ge=0, le=10)] = Field(
+        "auto",
+        description="L2 penalizer of the BG/NBD and Gamma-Gamma fits, in the units of lifetimes: auto is maximum "
+        "likelihood (a penalty only where it does not converge); `hub model clv` says whether one helps",
+    )
 
 
 class QualityConfig(StrictModel):
@@ -331,9 +414,7 @@ class DaemonConfig(StrictModel):
     @field_validator("sweep")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if len(value.split()) != 5:
-            raise ValueError("cron needs 5 fields: minute hour day-of-month month day-of-week")
-        return value
+        return check_cron(value)
 
 
 class HubConfig(StrictModel):

@@ -54,6 +54,7 @@ class Pipeline:
     stop: threading.Event = field(default_factory=threading.Event)
     metrics: Metrics = field(default_factory=Metrics)
     _pipeline_lock: threading.Lock = field(default_factory=threading.Lock)
+    _again: threading.Event = field(default_factory=threading.Event)
 
     @property
     def _ttl(self) -> Any:
@@ -140,11 +141,19 @@ class Pipeline:
         One process at a time across the daemon's threads and other processes (the segment lock).
         """
         if not self._pipeline_lock.acquire(blocking=False):
-            return  # another job of this daemon is already doing it; its evaluation will see these changes
+            # Another job of this daemon is doing it, but its evaluation may have read the store before this
+            # job's sync committed (syncs due at start finish close together): it runs once more when done.
+            self._again.set()
+            return
         try:
+            self._again.clear()
             with connector_lock(self.store, SEGMENT_LOCK, ttl=self._ttl, holder=self.holder):
                 self._evaluate(incremental)
                 self._push_all()
+                while self._again.is_set() and not self.stop.is_set():
+                    self._again.clear()
+                    self._evaluate(True)
+                    self._push_all()
         except LockHeld as exc:
             logger.info("segments: %s", exc)
         except HubError as exc:

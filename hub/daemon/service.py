@@ -3,6 +3,9 @@
 - APScheduler 3.11 ``BlockingScheduler``: one job per enabled source on its schedule (``sync:NAME``, interval
   or cron, optional jitter), the daily sweep (``sweep``), and a config-file watch; every job has a stable id,
   ``coalesce``, ``max_instances=1`` and a misfire grace time.
+- At start (and for a source a reload adds), a source that is due (never synced, or its last success is older
+  than its interval, or a cron run was missed since) runs at once, the due ones a few seconds apart, instead of
+  waiting a whole interval. Sources without a schedule are named in the log: they run only with ``hub sync``.
 - SIGTERM / SIGINT: running syncs stop after the page they are on (committed with its checkpoint), then the
   process exits 0. A kill -9 loses nothing either: the store resumes from the last committed page.
 - SIGHUP, or a change of the config file: the new file is validated first; an invalid one is rejected with
@@ -20,13 +23,14 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hub.config.models import parse_duration
 from hub.daemon import health
+from hub.daemon import schedule as plans
 from hub.daemon.pipeline import Pipeline
 from hub.errors import ConfigErrors
 from hub.locks import holder_name
@@ -43,6 +47,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WATCH_SECONDS = 5.0
+# Sources due at start begin this far apart: each then holds its own lock, and their syncs do not all open
+# their connections and hit the store in the same instant.
+STARTUP_STAGGER_S = 3.0
 
 
 @dataclass
@@ -87,8 +94,11 @@ class Daemon:
 
     def run(self) -> None:
         """Schedule the jobs and block until SIGTERM/SIGINT (then stop cleanly)."""
+        from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED
+
         self._install_signals()
         self._schedule(self.loaded)
+        self.scheduler.add_listener(self._job_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
         if self.http is not None:
             self._serve_http(*self.http)
         logger.info("hub run: %d jobs scheduled", len(self.scheduler.get_jobs()))
@@ -102,6 +112,7 @@ class Daemon:
             self.pipeline.stop.set()
             if self._server is not None:
                 self._server.shutdown()
+            self._forget_next_runs()
             logger.info("hub run: stopped")
 
     def stop(self, *_: Any) -> None:
@@ -144,14 +155,17 @@ class Daemon:
         model = loaded.model
         grace = int(parse_duration(model.daemon.misfire_grace).total_seconds())
         wanted: set[str] = set()
+        known = {job.id for job in self.scheduler.get_jobs()}
+        due = self._due_at_start(loaded, known)
         for name, entry in model.sources.items():
             schedule = entry.schedule or model.daemon.default_schedule
             if not entry.enabled or schedule is None:
                 continue
             job_id = f"sync:{name}"
             wanted.add(job_id)
+            first = {"next_run_time": due[name]} if name in due else {}
             self.scheduler.add_job(self.pipeline.run_source, _trigger(schedule, model.timezone), args=[name],
-                                   id=job_id, name=job_id, replace_existing=True, misfire_grace_time=grace)
+                                   id=job_id, name=job_id, replace_existing=True, misfire_grace_time=grace, **first)
         wanted.add("sweep")
         sweep = CronTrigger.from_crontab(model.daemon.sweep, timezone=model.timezone)
         self.scheduler.add_job(self.pipeline.sweep, sweep, id="sweep", name="sweep", replace_existing=True,
@@ -164,6 +178,38 @@ class Daemon:
             if job.id not in wanted:
                 job.remove()
         self._record_next_runs()
+
+    def _due_at_start(self, loaded: LoadedConfig, known: set[str]) -> dict[str, datetime]:
+        """When to run each new job's source at once (it is due), staggered; logs the sources left to `hub sync`."""
+        manual = [n for n, e in loaded.model.sources.items()
+                  if e.enabled and plans.source_schedule(loaded, n) is None and f"sync:{n}" not in known]
+        if manual:
+            logger.warning("sources without a schedule (and no daemon.default_schedule): %s; `hub run` never pulls "
+                           "them, only `hub sync` does", ", ".join(manual))
+        now = datetime.now(UTC)
+        due = [name for name, p in plans.plans(loaded, self.store, now).items()
+               if p.due and f"sync:{name}" not in known]
+        for name in due:
+            logger.info("source %s is due (never synced, or its schedule was missed since its last success): "
+                        "it runs now", name)
+        return {name: now + timedelta(seconds=i * STARTUP_STAGGER_S) for i, name in enumerate(due)}
+
+    def _job_done(self, event: Any) -> None:
+        # A job that ran has its next fire time now: keep `hub status` current without waiting for the watch job.
+        if str(event.job_id).startswith("sync:"):
+            job = self.scheduler.get_job(event.job_id)
+            when = getattr(job, "next_run_time", None) if job is not None else None
+            health.set_next_run(self.store, health.key("source", event.job_id[5:]),
+                                when if isinstance(when, datetime) else None)
+
+    def _forget_next_runs(self) -> None:
+        # A stopped daemon runs nothing: `hub status` then shows the next run the schedule implies instead.
+        try:
+            for key, row in health.read_all(self.store).items():
+                if key.startswith("source:") and row.next_run_at is not None:
+                    health.set_next_run(self.store, key, None)
+        except Exception:  # the store may be gone at exit; a stale time is all that is lost
+            logger.debug("could not clear the next runs", exc_info=True)
 
     def _record_next_runs(self) -> None:
         for job in self.scheduler.get_jobs():

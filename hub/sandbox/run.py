@@ -23,6 +23,10 @@ from hub.sandbox.server import SandboxServers
 
 logger = logging.getLogger(__name__)
 
+# The schedule a sandbox source gets when its connector proposes none: without one, `hub run` on the written
+# config would never pull that sandbox (a source without a schedule runs only with `hub sync`).
+DEFAULT_SANDBOX_SCHEDULE: dict[str, str] = {"every": "15m"}
+
 Announce = Callable[[dict[str, str]], None]
 
 
@@ -84,7 +88,8 @@ def sandbox_config(
 ) -> dict[str, Any]:
     """A hub config (a YAML-able dict) whose sources and destinations point at the sandboxes.
 
-    Each connector's ``sandbox_entries(base_url)`` gives its ``{"sources": {...}, "destinations": {...}}``.
+    Each connector's ``sandbox_entries(base_url)`` gives its ``{"sources": {...}, "destinations": {...}}``; a
+    source without a schedule gets :data:`DEFAULT_SANDBOX_SCHEDULE`, so ``hub run`` pulls every sandbox.
 
     Args:
         base_urls: base URL by connector type.
@@ -107,6 +112,8 @@ def sandbox_config(
                     raise ConfigError(
                         f"{vendor}: sandbox entry {section}.{name} is also proposed by another connector"
                     )
+                if section == "sources" and not entry.get("schedule"):
+                    entry = {**entry, "schedule": dict(DEFAULT_SANDBOX_SCHEDULE)}
                 config[section][name] = entry
     return config
 
@@ -204,7 +211,7 @@ def serve_forever(
             if announce is not None:
                 announce(line)
         if block:
-            _wait(stop or threading.Event())
+            wait_for_stop(stop or threading.Event())
     except BaseException:
         servers.stop()
         raise
@@ -213,7 +220,8 @@ def serve_forever(
     return lines
 
 
-def _wait(stop: threading.Event) -> None:
+def wait_for_stop(stop: threading.Event) -> None:
+    """Block until ``stop`` is set or Ctrl-C (``hub sandbox serve``, ``hub demo --serve``)."""
     # Event.wait with a timeout keeps the main thread responsive to Ctrl-C.
     try:
         while not stop.wait(0.5):

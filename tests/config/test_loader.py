@@ -227,8 +227,12 @@ def test_interpolated_numbers_are_coerced() -> None:
     assert isinstance(crm, FakeCrmSource) and crm.page_size == 50
 
 
-def test_empty_file_and_empty_sections_are_defaults() -> None:
-    assert load("").model.sources == {}
+def test_empty_sections_are_defaults_but_an_empty_file_is_an_error() -> None:
+    for text in ("", "# only comments\n", "{}\n", "null\n", "x-shared: &a {type: csv}\n"):
+        assert error_lines(text) == [
+            "hub.yaml:1:1: the config is empty: it needs at least one entry under `sources:` (see "
+            "config.example.yaml, or write a commented one with `hub init`)"
+        ], text
     model = load("sources:\n  # all commented out\ndestinations:\n").model
     assert model.sources == {} and model.destinations == {}
 

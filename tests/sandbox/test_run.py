@@ -14,7 +14,13 @@ from hub.errors import ConfigError
 from hub.registry import ConnectorSpec
 from hub.sandbox.business import Business
 from hub.sandbox.emulator import EmulatorContext
-from hub.sandbox.run import build_sandboxes, emulated_specs, sandbox_config, serve_forever
+from hub.sandbox.run import (
+    DEFAULT_SANDBOX_SCHEDULE,
+    build_sandboxes,
+    emulated_specs,
+    sandbox_config,
+    serve_forever,
+)
 
 from . import ToyEmulator
 
@@ -65,11 +71,29 @@ def test_vendor_selection_and_unknown_vendor() -> None:
 def test_sandbox_config_merges_entries() -> None:
     config = sandbox_config({"alpha": "http://127.0.0.1:1", "beta": "http://127.0.0.1:2"}, specs=SPECS)
     assert config["store"] == {"url": "sqlite:///hub.db"}
+    # A source its connector proposes no schedule for gets the default one, so `hub run` pulls it too.
     assert config["sources"] == {
-        "alpha": {"type": "alpha", "base_url": "http://127.0.0.1:1"},
-        "beta": {"type": "beta", "base_url": "http://127.0.0.1:2"},
+        "alpha": {"type": "alpha", "base_url": "http://127.0.0.1:1", "schedule": DEFAULT_SANDBOX_SCHEDULE},
+        "beta": {"type": "beta", "base_url": "http://127.0.0.1:2", "schedule": DEFAULT_SANDBOX_SCHEDULE},
     }
     assert set(config["destinations"]) == {"alpha_tags", "beta_tags"}
+
+
+def test_the_config_out_of_the_installed_connectors_schedules_every_source(tmp_path: Path) -> None:
+    from hub.config import load_config
+    from hub.daemon.schedule import source_schedule
+    from hub.sandbox.run import dump_config, sandbox_secrets
+
+    vendors = list(emulated_specs())
+    if not vendors:
+        pytest.skip("no installed connector ships an emulator")
+    urls = {v: f"http://127.0.0.1:{9000 + i}" for i, v in enumerate(vendors)}
+    out = tmp_path / "sandbox.yaml"
+    dump_config(sandbox_config(urls), out, sandbox_secrets(urls))
+    loaded = load_config(out)
+    assert loaded.model.sources, "the sandboxes propose no source"
+    assert {n: source_schedule(loaded, n) is not None for n in loaded.model.sources} == {
+        n: True for n in loaded.model.sources}
 
 
 def test_sandbox_config_rejects_clashing_entry_names() -> None:

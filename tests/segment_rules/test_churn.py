@@ -34,8 +34,11 @@ from sklearn.tree import DecisionTreeClassifier
 from hub.contracts import ActivityData, Consent, Page, PersonData, Record
 from hub.store import Store, open_store
 from hub.store import models as m
+from segment_rules.boosting import BoostedTrees
 from segment_rules.btyd import BetaGeoModel
 from segment_rules.churn import (
+    BASELINES,
+    BTYD_FEATURES,
     DEFAULT_FEATURES,
     RECENCY_FEATURES,
     ChurnModel,
@@ -47,12 +50,15 @@ from segment_rules.churn import (
     Metrics,
     ScorerKind,
     brier_score,
+    btyd_columns,
     choose_scorer,
     cutoff_plan,
+    delong_test,
     fit_churn,
     fit_churn_arrays,
     logistic_pipeline,
     pr_auc,
+    reliability,
     roc_auc,
     score_churn,
     top_decile_lift,
@@ -60,7 +66,7 @@ from segment_rules.churn import (
 from segment_rules.scoring import FeatureArrays
 from tests.conftest import PG_ENV, PG_SKIP_REASON, _pg_schema_url
 
-SCORERS: tuple[ScorerKind, ...] = ("model", "recency", "bgnbd")
+SCORERS: tuple[ScorerKind, ...] = ("model", "recency", "frequency", "expected_purchases", "bgnbd")
 
 # ----------------------------------------------------------------------------------------------- metrics
 
@@ -167,6 +173,60 @@ def test_default_plan_uses_quarters_back_from_as_of() -> None:
         cutoff_plan(AS_OF, 0)
 
 
+def test_delong_agrees_with_a_paired_bootstrap() -> None:
+    rng = np.random.default_rng(4)
+    n = 3000
+    y = rng.uniform(size=n) < 0.3
+    strong = y * 1.0 + rng.normal(0, 1.0, n)
+    weak = y * 0.8 + rng.normal(0, 1.0, n)
+    test = delong_test(y, strong, weak)
+    assert test["auc_difference"] == pytest.approx(roc_auc(y, strong) - roc_auc(y, weak), abs=1e-12)
+    diffs = []
+    for _ in range(300):
+        i = rng.integers(0, n, n)
+        diffs.append(roc_auc(y[i], strong[i]) - roc_auc(y[i], weak[i]))
+    assert test["standard_error"] == pytest.approx(float(np.std(diffs)), rel=0.2)
+    assert 0 < test["p_value"] < 0.5 and test["z"] > 0
+    # The same ranking twice: no difference, no evidence.
+    same = delong_test(y, strong, strong * 2 + 1)
+    assert same["auc_difference"] == 0 and same["p_value"] == 0.5
+
+
+@given(st.lists(st.tuples(st.booleans(), st.floats(0, 1)), min_size=1, max_size=200))
+def test_reliability_bins_account_for_every_customer(rows: list[tuple[bool, float]]) -> None:
+    y = np.array([r[0] for r in rows])
+    p = np.array([r[1] for r in rows])
+    table, error = reliability(y, p)
+    assert sum(b["customers"] for b in table) == len(rows)
+    for b in table:
+        inside = (p >= b["low"]) & ((p < b["high"]) | (b["high"] == 1.0))
+        assert b["customers"] == int(inside.sum())
+        assert b["observed"] == pytest.approx(float(y[inside].mean()), abs=5e-5)
+    gaps = sum(b["customers"] * abs(b["mean_predicted"] - b["observed"]) for b in table) / len(rows)
+    assert error == pytest.approx(gaps, abs=1e-3)
+    _, zero_error = reliability(y, y.astype(float))
+    assert zero_error == 0.0
+
+
+def test_boosted_trees_predict_as_scikit_learn_and_round_trip_through_json() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(3000, 4))
+    X[rng.uniform(size=X.shape) < 0.15] = np.nan
+    y = (np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) ** 2 + rng.normal(size=3000) > 1).astype(int)
+    ours = BoostedTrees(max_iter=30, min_samples_leaf=20).fit(X, y)
+    theirs = HistGradientBoostingClassifier(
+        max_iter=30, min_samples_leaf=20, max_leaf_nodes=15, l2_regularization=1.0, early_stopping=False,
+        random_state=0,
+    ).fit(X, y)
+    assert np.allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-12)
+    again = BoostedTrees.from_dict(json.loads(json.dumps(ours.to_dict(), allow_nan=False)))
+    assert np.array_equal(again.predict_proba(X), ours.predict_proba(X))
+    with pytest.raises(ValueError, match="shape"):
+        ours.predict_proba(X[:, :3])
+
+
 # ----------------------------------------------------------------------------------------------- choice
 
 
@@ -179,7 +239,10 @@ def metrics(auc: float) -> Metrics:
     [
         ({"model": 0.85, "recency": 0.79, "bgnbd": 0.78}, None, "model", "the model scores better than recency alone"),
         ({"model": 0.792, "recency": 0.79, "bgnbd": 0.78}, None, "recency", "recency alone scores as well as"),
-        ({"model": 0.80, "recency": 0.76, "bgnbd": 0.798}, None, "bgnbd", "BG/NBD expected purchases scores as well"),
+        ({"model": 0.80, "recency": 0.76, "expected_purchases": 0.798}, None, "expected_purchases",
+         "BG/NBD expected purchases scores as well"),
+        ({"model": 0.80, "recency": 0.76, "bgnbd": 0.798}, None, "bgnbd", "probability of no purchase scores as well"),
+        ({"model": 0.793, "frequency": 0.79, "bgnbd": 0.77}, None, "frequency", "the order count alone scores as"),
         ({"model": 0.95, "recency": 0.79, "bgnbd": None}, "12 churners", "recency", "too few data"),
         ({"model": 0.95, "recency": None, "bgnbd": 0.7}, "12 churners", "bgnbd", "(12 churners): using BG/NBD"),
     ],
@@ -194,6 +257,17 @@ def test_the_model_must_beat_the_best_baseline_by_the_margin(
     if shortage is None:
         winner = max(v for v in aucs.values() if v is not None)
         assert f"{winner:.3f}" in reason
+
+
+@pytest.mark.parametrize(
+    ("p_value", "chosen"), [(0.01, "model"), (0.05, "model"), (0.2, "recency"), (math.nan, "recency")]
+)
+def test_a_gain_within_chance_keeps_the_simpler_scorer(p_value: float, chosen: str) -> None:
+    table = {"model": metrics(0.85), "recency": metrics(0.80)}
+    kind, reason = choose_scorer(table, margin=0.005, p_value=p_value, significance=0.05)
+    assert kind == chosen
+    if chosen == "recency":
+        assert "within chance" in reason and "0.850 vs 0.800" in reason
 
 
 def test_no_checked_scorer_leaves_the_choice_to_the_fallback() -> None:
@@ -352,9 +426,10 @@ def test_without_extra_signal_a_baseline_is_chosen_and_the_report_says_why() -> 
     report = fit_churn_arrays(AS_OF, recency_only_data(NOISE_SETTINGS, 1500, seed=3), NOISE_SETTINGS)
     aucs = {k: v.roc_auc for k, v in report.metrics.items() if v is not None}
     assert set(aucs) == {*SCORERS, "p_alive"}
-    assert report.chosen in ("recency", "bgnbd")
-    assert aucs[report.chosen] == max(aucs["recency"], aucs["bgnbd"])
-    assert "scores as well as the model on this shop" in report.reason
+    baselines = ("recency", "frequency", "expected_purchases", "bgnbd")
+    assert report.chosen in baselines
+    assert aucs[report.chosen] == max(aucs[k] for k in baselines)
+    assert "as well as the model on this shop" in report.reason or "within chance" in report.reason
     assert abs(aucs["model"] - aucs["recency"]) < 0.02  # the noise features add nothing
     assert report.scorer is not None and report.scorer.kind == report.chosen
 
@@ -377,10 +452,18 @@ def test_every_scorer_round_trips_through_json(kind: ScorerKind) -> None:
     if kind == "bgnbd":
         scorer = ChurnScorer("bgnbd", 90, AS_OF, bgnbd=known_bgnbd())
     else:
-        model = NOISE_SETTINGS.model(features=RECENCY_FEATURES if kind == "recency" else None)
+        bgnbd = known_bgnbd()
+        train = [d.with_columns(btyd_columns(bgnbd, d, 90)) for d in train]
+        features = {
+            "recency": RECENCY_FEATURES, "frequency": ("orders",), "expected_purchases": ("expected_purchases",),
+            "model": (*NOISE_SETTINGS.model().feature_names(), *BTYD_FEATURES),
+        }[kind]
+        # The model kind with boosted trees on the BG/NBD columns: the richest layout to store.
+        classifier = BoostedTrees(max_iter=20, min_samples_leaf=20) if kind == "model" else None
+        model = NOISE_SETTINGS.model(classifier, features=features)
         X = np.concatenate([d.matrix(model.feature_names()) for d in train])
         y = np.concatenate([d.churned for d in train if d.churned is not None])
-        scorer = ChurnScorer(kind, 90, AS_OF, model=model.fit(X, y))
+        scorer = ChurnScorer(kind, 90, AS_OF, model=model.fit(X, y), bgnbd=bgnbd)
     stored = json.loads(json.dumps(scorer.to_dict(), allow_nan=False))
     ids, p = score_churn(latest, scorer, AS_OF)
     ids2, p2 = score_churn(latest, stored)
@@ -468,7 +551,10 @@ def test_engagement_that_predicts_orders_makes_the_model_win(store: Store) -> No
     # Engagement features count only where the shop has them: no web sessions, no clicks here.
     assert "email_opens_90d" in report.features
     assert not {"sessions_90d", "email_clicks_90d", "click_to_open_rate"} & set(report.features)
-    assert report.coefficients is not None and report.coefficients["email_opens_90d"] < 0
+    # The classifier is the candidate cross-validation picked on the training cutoffs alone.
+    assert report.candidate in report.cross_validation and report.cross_validation[report.candidate] is not None
+    if report.candidate.startswith("logistic"):
+        assert report.coefficients is not None and report.coefficients["email_opens_90d"] < 0
     # Scores at as_of follow the current quarter's engagement.
     by_email = emails(store)
     now = np.array([engaged[by_email[int(pid)]] for pid in ids])
@@ -487,7 +573,7 @@ def test_a_tiny_shop_gets_a_baseline_and_the_reason(store: Store) -> None:
     with store.engine.connect() as conn:
         report = fit_churn(conn, AS_OF)
         ids, p = score_churn(conn, report, AS_OF)
-    assert report.chosen in ("recency", "bgnbd")
+    assert report.chosen in BASELINES
     assert report.reason.startswith("too few data to choose a model on this shop")
     assert "200 needed" in report.reason
     assert len(ids) == 30 and np.all((p >= 0) & (p <= 1))
@@ -564,7 +650,7 @@ def test_out_of_time_metrics_on_the_synthetic_shop_are_sensible(shop: Shop) -> N
     report = shop.report
     table = report.metrics
     assert all(table[k] is not None for k in (*SCORERS, "p_alive"))
-    model, recency, bgnbd, p_alive = (table[k] for k in (*SCORERS, "p_alive"))
+    model, recency, bgnbd, p_alive = (table[k] for k in ("model", "recency", "bgnbd", "p_alive"))
     assert model is not None and recency is not None and bgnbd is not None and p_alive is not None
     assert model.roc_auc > 0.6 and recency.roc_auc > 0.6 and bgnbd.roc_auc > 0.6
     # The anti-baseline is reported, and shows why it is not used: one-time buyers look safest.
@@ -577,6 +663,10 @@ def test_out_of_time_metrics_on_the_synthetic_shop_are_sensible(shop: Shop) -> N
     assert report.chosen in SCORERS
     chosen = table[report.chosen]
     assert chosen is not None and f"{chosen.roc_auc:.3f}" in report.reason
+    # Every scorer serves what it is ranked on: the chosen one never trails the best baseline out of time.
+    assert chosen.roc_auc >= max(table[k].roc_auc for k in BASELINES if table[k] is not None)  # type: ignore[union-attr]
+    assert model.reliability is not None and model.calibration_error is not None
+    assert sum(b["customers"] for b in model.reliability) == report.test_customers
     json.dumps(report.as_dict(), allow_nan=False)
 
 
