@@ -6,20 +6,19 @@ Exit codes: 0 ok, 1 the run failed, 2 usage or config error.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from hub.cli_export import export_app
-from hub.cli_options import ConfigOpt, JsonOpt
+from hub.cli_options import EXIT_FAILED, EXIT_USAGE, ConfigOpt, JsonOpt, _err, handle_errors
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -29,8 +28,6 @@ if TYPE_CHECKING:
     from hub.store import Store
     from hub.sync import SyncResult
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 app = typer.Typer(
     name="hub",
@@ -54,51 +51,9 @@ app.add_typer(suggest_app, name="suggest")
 app.add_typer(export_app, name="export")
 
 
-F = TypeVar("F", bound=Callable[..., Any])
 logger = logging.getLogger("hub")
 
 
-def _err(line: str) -> None:
-    from hub.redact import redact
-
-    sys.stderr.write(redact(line) + "\n")
-
-
-def handle_errors(fn: F) -> F:
-    """Turn the hub's errors into one clean line per problem and the documented exit codes."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from hub.errors import ConfigError, ConfigErrors, HubError
-
-        try:
-            return fn(*args, **kwargs)
-        except ConfigErrors as exc:
-            for e in exc.errors:
-                _err(str(e))
-            raise typer.Exit(EXIT_USAGE) from None
-        except ConfigError as exc:
-            _err(f"error: {exc}")
-            raise typer.Exit(EXIT_USAGE) from None
-        except HubError as exc:
-            _err(f"error: {exc}")
-            raise typer.Exit(EXIT_FAILED) from None
-        except KeyboardInterrupt:
-            _err("interrupted")
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
-        except Exception as exc:
-            if os.environ.get("HUB_DEBUG"):
-                import traceback
-
-                # Printed here rather than re-raised, so the traceback is redacted like every other line.
-                _err("".join(traceback.format_exception(exc)).rstrip("\n"))
-            else:
-                _err(f"error: unexpected {type(exc).__name__}: {exc} (set HUB_DEBUG=1 for a traceback)")
-            raise typer.Exit(EXIT_FAILED) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _load(config: Path | None) -> LoadedConfig:

@@ -2,24 +2,23 @@
 
 This module is imported by :mod:`hub.cli` to register ``export_app``, so it imports nothing heavy and nothing
 from :mod:`hub.cli` at import time (that would be a cycle, and under ``python -m hub.cli`` a second copy of the
-CLI): the shared helpers are fetched from :mod:`hub.cli` when a command runs.
+CLI): options and the error handler come from :mod:`hub.cli_options`, the store helpers from :mod:`hub.cli` when a
+command runs.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Annotated, Any, TypeVar
+from typing import IO, Annotated, Any
 
 import typer
 
-from hub.cli_options import ConfigOpt
+from hub.cli_options import ConfigOpt, handle_errors
 
-F = TypeVar("F", bound=Callable[..., Any])
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as for any command whose reader stopped reading
 
 export_app = typer.Typer(
@@ -33,18 +32,6 @@ OutOpt = Annotated[
     typer.Option("--out", "-o", help="Write to this file, replaced atomically when done (default: stdout).",
                  show_default=False),
 ]
-
-
-def _handled(fn: F) -> F:
-    """:func:`hub.cli.handle_errors`, looked up when the command runs (see the module docstring)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from hub.cli import handle_errors
-
-        return handle_errors(fn)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _one_format(**chosen: bool) -> str:
@@ -85,7 +72,7 @@ def _done(count: int, what: str, out: Path | None) -> None:
 
 
 @export_app.command("segment")
-@_handled
+@handle_errors
 def export_segment(
     name: Annotated[str, typer.Argument(help="The segment (as in `hub status`).")],
     config: ConfigOpt = None,
@@ -108,7 +95,7 @@ def export_segment(
 
 
 @export_app.command("people")
-@_handled
+@handle_errors
 def export_people(
     config: ConfigOpt = None,
     as_csv: CsvOpt = False,
@@ -127,7 +114,7 @@ def export_people(
 
 
 @export_app.command("scores")
-@_handled
+@handle_errors
 def export_scores(
     config: ConfigOpt = None,
     as_csv: CsvOpt = False,
